@@ -1,0 +1,108 @@
+"""Chat backends: the ``Backend`` Protocol, its options and results, and the pool of loaded models.
+
+A backend is a loaded model. ``stream_chat`` is a generator: it yields the answer's text piece by piece
+as tokens are decoded and returns a ``Completion`` with usage and timings, so callers write
+``completion = yield from backend.stream_chat(...)``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from engine import catalog
+from engine.catalog import ModelEntry
+from engine.errors import CatalogError
+
+FinishReason = Literal["stop", "length", "cancelled"]
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a model. None means: decide from the machine and the catalog."""
+
+    n_threads: int | None = None
+    n_ctx: int | None = None
+    gpu_layers: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    max_tokens: int = 512
+    temperature: float = 0.2
+    top_p: float = 0.9
+    top_k: int = 40
+    repeat_penalty: float = 1.1
+    seed: int | None = None
+
+
+@dataclass
+class Completion:
+    """What one streamed chat call produced, with the numbers the log keeps."""
+
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    ttft_ms: float | None
+    duration_ms: float
+    decode_tokens_per_second: float | None
+    # The messages the model actually saw, after trimming the oldest turns to fit the context.
+    messages: list[Message] = field(default_factory=list)
+    trimmed_messages: int = 0
+
+
+class Backend(Protocol):
+    """A loaded model that streams chat turns."""
+
+    name: str
+    entry: ModelEntry
+    n_threads: int
+    n_ctx: int
+    gpu_layers: int
+
+    def stream_chat(
+        self,
+        messages: list[Message],
+        options: GenerationOptions,
+        cancel: threading.Event | None = None,
+    ) -> Generator[str, None, Completion]:
+        """Yield answer text as it is decoded; stop between tokens once ``cancel`` is set."""
+        ...
+
+    def close(self) -> None:
+        """Free the model's memory."""
+        ...
+
+
+_loaded: dict[tuple[str, LoadOptions], Backend] = {}
+_loading_lock = threading.Lock()
+
+
+def load(entry: ModelEntry, options: LoadOptions = LoadOptions()) -> Backend:
+    """The loaded model for ``entry``: loaded on first use, then reused."""
+    key = (entry.id, options)
+    with _loading_lock:
+        backend = _loaded.get(key)
+        if backend is None:
+            from engine import plugins
+
+            factory = plugins.backend_factories().get(entry.backend)
+            if factory is None:
+                raise CatalogError(
+                    f"model '{entry.id}' needs the backend '{entry.backend}', which no installed "
+                    "plugin provides"
+                )
+            backend = factory(entry, catalog.locate(entry), options)
+            _loaded[key] = backend
+        return backend
+
+
+def unload_all() -> None:
+    with _loading_lock:
+        for backend in _loaded.values():
+            backend.close()
+        _loaded.clear()

@@ -1,0 +1,251 @@
+"""The llama.cpp backend (through llama-cpp-python): GGUF models on CPU, or GPU when the build has one.
+
+It renders the chat template itself and drives ``Llama.generate`` token by token, so it knows the exact
+prompt length (to trim the oldest turns before the context overflows), can stop between any two tokens,
+and measures time to first token and decode speed without the per-chunk overhead of the OpenAI-style
+completion API.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import threading
+import time
+from collections.abc import Generator
+from pathlib import Path
+
+from engine.backends import Completion, GenerationOptions, LoadOptions, Message
+from engine.catalog import ModelEntry
+from engine.errors import BackendError, ModelLoadError
+from engine.hookspecs import hookimpl
+
+BACKEND_NAME = "llama_cpp"
+GGUF_MAGIC = b"GGUF"
+
+
+@hookimpl
+def register_backends(register):
+    register(BACKEND_NAME, LlamaCppBackend)
+
+
+def physical_cores() -> int:
+    """Physical cores: llama.cpp's default of half the logical CPUs leaves one thread on 2 cores."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def gpu_offload_supported() -> bool:
+    """Whether this llama.cpp build has a GPU backend (CUDA, Metal, Vulkan, ...)."""
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+class LlamaCppBackend:
+    """One GGUF model loaded by llama.cpp; generation is serialised by a lock."""
+
+    name = BACKEND_NAME
+
+    def __init__(self, entry: ModelEntry, weights: Path, options: LoadOptions = LoadOptions()):
+        self.entry = entry
+        self.weights = weights
+        self.n_threads = options.n_threads or physical_cores()
+        self.n_ctx = options.n_ctx or entry.context_length
+        if options.gpu_layers is not None:
+            self.gpu_layers = options.gpu_layers
+        else:
+            self.gpu_layers = -1 if gpu_offload_supported() else 0
+        self._lock = threading.Lock()
+        self._llama = self._load()
+        self._formatter = self._chat_formatter()
+
+    def _load(self):
+        _check_gguf_header(self.entry, self.weights)
+        try:
+            return self._construct(self.gpu_layers)
+        except (ValueError, RuntimeError, OSError) as error:
+            if self.gpu_layers != 0:
+                # All layers on the GPU did not fit (or the driver failed): run on the CPU instead.
+                self.gpu_layers = 0
+                try:
+                    return self._construct(0)
+                except (ValueError, RuntimeError, OSError) as cpu_error:
+                    error = cpu_error
+            size = self.weights.stat().st_size
+            raise ModelLoadError(
+                f"model file {self.weights} ({size:,} bytes) could not be loaded by llama.cpp: it is "
+                f"truncated, corrupt or not a supported GGUF ({error}). Run `understudy models verify "
+                f"{self.entry.id}` and replace the file"
+            ) from error
+
+    def _construct(self, gpu_layers: int):
+        import llama_cpp
+
+        return llama_cpp.Llama(
+            model_path=str(self.weights),
+            n_ctx=self.n_ctx,
+            n_threads=self.n_threads,
+            n_threads_batch=self.n_threads,
+            n_gpu_layers=gpu_layers,
+            verbose=False,
+        )
+
+    def _chat_formatter(self):
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self._llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None
+        model = self._llama._model
+        eos, bos = model.token_eos(), model.token_bos()
+        return Jinja2ChatFormatter(
+            template=template,
+            eos_token=model.token_get_text(eos) if eos != -1 else "",
+            bos_token=model.token_get_text(bos) if bos != -1 else "",
+        )
+
+    # Prompt -----------------------------------------------------------------------------------------
+
+    def render_prompt(self, messages: list[Message]) -> list[int]:
+        """The prompt tokens for ``messages``, using the model's own chat template."""
+        if self._formatter is None:
+            text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+            return self._llama.tokenize(text.encode(), add_bos=True, special=False)
+        rendered = self._formatter(messages=messages)
+        return self._llama.tokenize(
+            rendered.prompt.encode(), add_bos=not rendered.added_special, special=True
+        )
+
+    def fit_to_context(
+        self, messages: list[Message], reserve: int
+    ) -> tuple[list[Message], list[int], int]:
+        """Drop the oldest exchanges (keeping system prompts and the newest message) until the prompt
+        plus ``reserve`` answer tokens fit; as a last resort cut the newest message from its start.
+
+        Returns the messages kept, their prompt tokens and how many messages were dropped or cut.
+        """
+        budget = self.n_ctx - reserve
+        kept = list(messages)
+        tokens = self.render_prompt(kept)
+        trimmed = 0
+        while len(tokens) > budget:
+            droppable = [i for i, m in enumerate(kept[:-1]) if m["role"] != "system"]
+            if not droppable:
+                break
+            del kept[droppable[0]]
+            trimmed += 1
+            tokens = self.render_prompt(kept)
+        if len(tokens) > budget:
+            kept[-1] = self._cut_from_start(kept[-1], overflow=len(tokens) - budget)
+            trimmed += 1
+            tokens = self.render_prompt(kept)
+        if len(tokens) > budget:
+            raise BackendError(
+                f"the system prompt alone needs {len(tokens)} tokens, more than the "
+                f"{self.n_ctx}-token context of '{self.entry.id}' allows; shorten it"
+            )
+        return kept, tokens, trimmed
+
+    def _cut_from_start(self, message: Message, overflow: int) -> Message:
+        content_tokens = self._llama.tokenize(message["content"].encode(), add_bos=False)
+        keep = max(0, len(content_tokens) - overflow - 8)
+        tail = self._llama.detokenize(content_tokens[len(content_tokens) - keep :])
+        return {**message, "content": "…" + tail.decode(errors="ignore").lstrip()}
+
+    # Generation ---------------------------------------------------------------------------------------
+
+    def stream_chat(
+        self,
+        messages: list[Message],
+        options: GenerationOptions = GenerationOptions(),
+        cancel: threading.Event | None = None,
+    ) -> Generator[str, None, Completion]:
+        with self._lock:
+            return (yield from self._stream_locked(messages, options, cancel))
+
+    def _stream_locked(
+        self,
+        messages: list[Message],
+        options: GenerationOptions,
+        cancel: threading.Event | None,
+    ) -> Generator[str, None, Completion]:
+        started = time.perf_counter()
+        reserve = min(options.max_tokens, self.n_ctx // 2)
+        kept, prompt_tokens, trimmed = self.fit_to_context(messages, reserve)
+        if options.seed is not None:
+            self._llama.set_seed(options.seed)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pieces: list[str] = []
+        completion_tokens = 0
+        first_token_at = last_token_at = None
+        finish_reason = "length"
+        room = min(options.max_tokens, self.n_ctx - len(prompt_tokens))
+        llama = self._llama
+        import llama_cpp
+
+        vocab = llama._model.vocab
+        try:
+            for token in llama.generate(
+                prompt_tokens,
+                top_k=options.top_k,
+                top_p=options.top_p,
+                temp=options.temperature,
+                repeat_penalty=options.repeat_penalty,
+            ):
+                now = time.perf_counter()
+                if first_token_at is None:
+                    first_token_at = now
+                if cancel is not None and cancel.is_set():
+                    finish_reason = "cancelled"
+                    break
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    finish_reason = "stop"
+                    break
+                completion_tokens += 1
+                last_token_at = now
+                piece = decoder.decode(llama.detokenize([token]))
+                if piece:
+                    pieces.append(piece)
+                    yield piece
+                if completion_tokens >= room:
+                    break
+        except (RuntimeError, ValueError) as error:
+            raise BackendError(f"llama.cpp failed while generating with '{self.entry.id}': {error}")
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            pieces.append(tail)
+            yield tail
+        finished = time.perf_counter()
+        decode_rate = None
+        if completion_tokens >= 2 and last_token_at > first_token_at:
+            decode_rate = (completion_tokens - 1) / (last_token_at - first_token_at)
+        return Completion(
+            text="".join(pieces),
+            finish_reason=finish_reason,
+            prompt_tokens=len(prompt_tokens),
+            completion_tokens=completion_tokens,
+            ttft_ms=None if first_token_at is None else (first_token_at - started) * 1000,
+            duration_ms=(finished - started) * 1000,
+            decode_tokens_per_second=decode_rate,
+            messages=kept,
+            trimmed_messages=trimmed,
+        )
+
+    def close(self) -> None:
+        self._llama.close()
+
+
+def _check_gguf_header(entry: ModelEntry, weights: Path) -> None:
+    """Fail early, naming the file, on what is plainly not a GGUF model (llama.cpp would abort)."""
+    try:
+        with weights.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as error:
+        raise ModelLoadError(f"cannot read model file {weights}: {error}") from error
+    if magic != GGUF_MAGIC:
+        raise ModelLoadError(
+            f"model file {weights} is not a GGUF file (it starts with {magic!r}); model "
+            f"'{entry.id}' needs a llama.cpp GGUF. Replace the file or fix its catalog entry"
+        )

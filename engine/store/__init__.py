@@ -1,0 +1,240 @@
+"""S1, the log: one SQLite database in the data dir, opened through sqlite-utils.
+
+Every turn and the model calls made for it are written in a single transaction after the answer is
+complete, so logging never interrupts decoding and a crash never leaves half a turn behind.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from engine import paths
+from engine.errors import StoreError
+from engine.store.migrations import migrate
+
+BUSY_TIMEOUT_MS = 5000
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class ModelCallRecord:
+    """One call to a model, with the exact messages it saw (after any context trimming)."""
+
+    model_id: str
+    backend: str
+    messages: list[dict[str, str]]
+    response_text: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ttft_ms: float | None = None
+    duration_ms: float | None = None
+    decode_tok_s: float | None = None
+    finish_reason: str | None = None
+    trimmed_messages: int = 0
+    n_threads: int | None = None
+    n_ctx: int | None = None
+    gpu_layers: int | None = None
+    adapter_id: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class TurnRecord:
+    conversation_id: int
+    user_text: str
+    model_id: str
+    answer_text: str = ""
+    status: str = "ok"
+    route: str = "local"
+    error: str | None = None
+    adapter_id: int | None = None
+    model_calls: list[ModelCallRecord] = field(default_factory=list)
+
+
+class Store:
+    """The database connection plus the queries the app needs. One per thread."""
+
+    def __init__(self, db: sqlite_utils.Database, path: Path | None):
+        self.db = db
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path | str | None = None) -> Store:
+        """Open (creating if needed) and migrate the database; ``":memory:"`` for tests of the schema."""
+        if path is None:
+            path = paths.database_path()
+        in_memory = str(path) == ":memory:"
+        try:
+            # isolation_level=None: transactions are ours (BEGIN/COMMIT), not the sqlite3 module's.
+            connection = sqlite3.connect(str(path), isolation_level=None)
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if not in_memory:
+                connection.execute("PRAGMA journal_mode = WAL")
+                connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute("PRAGMA foreign_keys = ON")
+            store = cls(sqlite_utils.Database(connection), None if in_memory else Path(path))
+            migrate(store.db)
+        except sqlite3.DatabaseError as error:
+            raise StoreError(_explain(error, path)) from error
+        return store
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """One write transaction; rolled back whole on any error."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as error:
+            raise StoreError(_explain(error, self.path)) from error
+        try:
+            yield self.db
+            self.db.execute("COMMIT")
+        except BaseException as error:
+            self.db.execute("ROLLBACK")
+            if isinstance(error, sqlite3.DatabaseError):
+                raise StoreError(_explain(error, self.path)) from error
+            raise
+
+    def _insert(self, table: str, row: dict[str, Any]) -> int:
+        # Plain SQL: sqlite-utils' insert() commits on its own, which would split the turn's transaction.
+        columns = ", ".join(row)
+        placeholders = ", ".join("?" for _ in row)
+        cursor = self.db.execute(
+            f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", list(row.values())
+        )
+        return cursor.lastrowid
+
+    # Conversations ------------------------------------------------------------------------------
+
+    def create_conversation(self, title: str) -> int:
+        with self.transaction():
+            return self._insert(
+                "conversations", {"title": _title_from(title), "created_utc": utc_now()}
+            )
+
+    def latest_conversation_id(self) -> int | None:
+        rows = list(self.db.query("SELECT id FROM conversations ORDER BY id DESC LIMIT 1"))
+        return rows[0]["id"] if rows else None
+
+    def conversation_exists(self, conversation_id: int) -> bool:
+        return bool(
+            list(self.db.query("SELECT 1 FROM conversations WHERE id = ?", [conversation_id]))
+        )
+
+    def conversation_history(self, conversation_id: int) -> list[dict[str, str]]:
+        """The completed exchanges of a conversation as chat messages, oldest first."""
+        history: list[dict[str, str]] = []
+        for row in self.db.query(
+            "SELECT user_text, answer_text FROM turns WHERE conversation_id = ? AND status = 'ok' "
+            "ORDER BY id",
+            [conversation_id],
+        ):
+            history.append({"role": "user", "content": row["user_text"]})
+            history.append({"role": "assistant", "content": row["answer_text"]})
+        return history
+
+    # Turns --------------------------------------------------------------------------------------
+
+    def log_turn(self, turn: TurnRecord) -> int:
+        """Write a turn and its model calls in one transaction; return the turn id."""
+        with self.transaction():
+            turn_id = self._insert(
+                "turns",
+                {
+                    "conversation_id": turn.conversation_id,
+                    "created_utc": utc_now(),
+                    "user_text": turn.user_text,
+                    "answer_text": turn.answer_text,
+                    "route": turn.route,
+                    "model_id": turn.model_id,
+                    "adapter_id": turn.adapter_id,
+                    "status": turn.status,
+                    "error": turn.error,
+                },
+            )
+            for call in turn.model_calls:
+                row = asdict(call)
+                row["messages_json"] = json.dumps(row.pop("messages"), ensure_ascii=False)
+                row["turn_id"] = turn_id
+                self._insert("model_calls", row)
+        return turn_id
+
+    def recent_turns(self, limit: int = 10, query: str | None = None) -> list[dict[str, Any]]:
+        """Newest turns first, each with its model calls; ``query`` is full-text search."""
+        if query:
+            sql = (
+                "SELECT turns.* FROM turns JOIN turns_fts ON turns_fts.rowid = turns.id "
+                "WHERE turns_fts MATCH ? ORDER BY turns.id DESC LIMIT ?"
+            )
+            parameters: list[Any] = [_fts_query(query), limit]
+        else:
+            sql = "SELECT * FROM turns ORDER BY id DESC LIMIT ?"
+            parameters = [limit]
+        turns = [dict(row) for row in self.db.query(sql, parameters)]
+        for turn in turns:
+            turn["model_calls"] = [
+                dict(call)
+                for call in self.db.query(
+                    "SELECT * FROM model_calls WHERE turn_id = ? ORDER BY id", [turn["id"]]
+                )
+            ]
+        return turns
+
+    def iter_chat_records(self) -> Iterator[dict[str, list[dict[str, str]]]]:
+        """Completed turns in OpenAI chat format, one ``{"messages": [...]}`` per turn.
+
+        Each record holds the messages the model actually saw followed by its answer, so it can
+        serve as a fine-tuning example as it is.
+        """
+        for row in self.db.query(
+            "SELECT turns.answer_text, model_calls.messages_json FROM turns "
+            "JOIN model_calls ON model_calls.id = ("
+            "  SELECT MAX(id) FROM model_calls WHERE turn_id = turns.id) "
+            "WHERE turns.status = 'ok' ORDER BY turns.id"
+        ):
+            messages = json.loads(row["messages_json"])
+            messages.append({"role": "assistant", "content": row["answer_text"]})
+            yield {"messages": messages}
+
+
+def _title_from(text: str) -> str:
+    first_line = text.strip().splitlines()[0] if text.strip() else "New conversation"
+    return first_line[:60] + ("…" if len(first_line) > 60 else "")
+
+
+def _fts_query(text: str) -> str:
+    """Quote each word so user text (hyphens, colons, quotes) is never read as FTS syntax."""
+    words = [word.replace('"', '""') for word in text.split()]
+    return " ".join(f'"{word}"' for word in words)
+
+
+def _explain(error: sqlite3.DatabaseError, path: Path | str | None) -> str:
+    message = str(error)
+    where = f"the database {path}" if path else "the database"
+    if "disk is full" in message or "disk I/O error" in message:
+        return (
+            f"could not write to {where}: the disk is full ({message}). Free some space and try "
+            "again; nothing already logged was lost"
+        )
+    if "locked" in message or "busy" in message:
+        return f"{where} is busy in another process ({message}); close it or try again"
+    if "not a database" in message or "malformed" in message:
+        return (
+            f"{where} is damaged ({message}); move it aside to start a fresh log (the old file keeps "
+            "its data for recovery)"
+        )
+    return f"{where}: {message}"

@@ -1,0 +1,150 @@
+"""Numbered schema migrations, applied in order and recorded in ``_migrations``.
+
+Append new migrations at the end; never edit one that has shipped. Each runs inside one transaction
+together with the row that records it, so a crash leaves the schema either before or after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+MIGRATIONS: list[Migration] = []
+
+
+def migration(function: Migration) -> Migration:
+    MIGRATIONS.append(function)
+    return function
+
+
+@migration
+def m001_log(db: sqlite_utils.Database) -> None:
+    """S1: conversations, their turns, and every model call made for a turn."""
+    db.execute(
+        """
+        CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            title TEXT NOT NULL,
+            created_utc TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE turns (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            created_utc TEXT NOT NULL,
+            user_text TEXT NOT NULL,
+            answer_text TEXT NOT NULL DEFAULT '',
+            route TEXT NOT NULL DEFAULT 'local',
+            model_id TEXT NOT NULL,
+            adapter_id INTEGER,
+            cluster_id INTEGER,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'cancelled', 'error')),
+            error TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX turns_by_conversation ON turns(conversation_id, id)")
+    db.execute(
+        """
+        CREATE TABLE model_calls (
+            id INTEGER PRIMARY KEY,
+            turn_id INTEGER NOT NULL REFERENCES turns(id) ON DELETE CASCADE,
+            model_id TEXT NOT NULL,
+            adapter_id INTEGER,
+            backend TEXT NOT NULL,
+            messages_json TEXT NOT NULL,
+            response_text TEXT NOT NULL DEFAULT '',
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            ttft_ms REAL,
+            duration_ms REAL,
+            decode_tok_s REAL,
+            finish_reason TEXT,
+            trimmed_messages INTEGER NOT NULL DEFAULT 0,
+            n_threads INTEGER,
+            n_ctx INTEGER,
+            gpu_layers INTEGER,
+            error TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX model_calls_by_turn ON model_calls(turn_id)")
+
+
+@migration
+def m002_turns_fts(db: sqlite_utils.Database) -> None:
+    """Full-text search over what was asked and answered, kept in step by triggers."""
+    db.execute(
+        """
+        CREATE VIRTUAL TABLE turns_fts USING fts5(
+            user_text, answer_text, content='turns', content_rowid='id'
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER turns_ai AFTER INSERT ON turns BEGIN
+            INSERT INTO turns_fts(rowid, user_text, answer_text)
+            VALUES (new.id, new.user_text, new.answer_text);
+        END
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER turns_ad AFTER DELETE ON turns BEGIN
+            INSERT INTO turns_fts(turns_fts, rowid, user_text, answer_text)
+            VALUES ('delete', old.id, old.user_text, old.answer_text);
+        END
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER turns_au AFTER UPDATE ON turns BEGIN
+            INSERT INTO turns_fts(turns_fts, rowid, user_text, answer_text)
+            VALUES ('delete', old.id, old.user_text, old.answer_text);
+            INSERT INTO turns_fts(rowid, user_text, answer_text)
+            VALUES (new.id, new.user_text, new.answer_text);
+        END
+        """
+    )
+
+
+def applied(db: sqlite_utils.Database) -> set[str]:
+    if "_migrations" not in db.table_names():
+        return set()
+    return {row["name"] for row in db.query("SELECT name FROM _migrations")}
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply every pending migration, each in its own transaction; return the names applied now.
+
+    ``BEGIN IMMEDIATE`` takes the write lock first, so two processes starting at once apply each
+    migration exactly once.
+    """
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL)"
+    )
+    newly_applied = []
+    for step in MIGRATIONS:
+        if step.__name__ in applied(db):
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if step.__name__ not in applied(db):
+                step(db)
+                db.execute(
+                    "INSERT INTO _migrations (name, applied_utc) VALUES (?, ?)",
+                    [step.__name__, datetime.now(UTC).isoformat(timespec="seconds")],
+                )
+                newly_applied.append(step.__name__)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return newly_applied
