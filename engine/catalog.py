@@ -104,8 +104,7 @@ class Catalog:
         except KeyError:
             known = ", ".join(sorted(self.entries))
             raise CatalogError(
-                f"no model '{wanted}' in the catalog; known models: {known}. "
-                "See `understudy models list`."
+                f"no model '{wanted}' in the catalog; known models: {known}. See `understudy models list`."
             ) from None
 
 
@@ -195,9 +194,7 @@ def _read_toml(catalog_file: Path) -> dict:
         raise CatalogError(f"{catalog_file} is not valid TOML: {error}") from None
 
 
-def _parse_entry(
-    model_id: str, raw: object, origin: Path, known_backends: Collection[str]
-) -> ModelEntry:
+def _parse_entry(model_id: str, raw: object, origin: Path, known_backends: Collection[str]) -> ModelEntry:
     where = f"{origin}: model '{model_id}'"
     if not isinstance(raw, dict):
         raise CatalogError(f"{where} must be a table")
@@ -214,13 +211,9 @@ def _parse_entry(
             raise CatalogError(f"{where}: field '{field_name}' is missing")
         value = raw[field_name]
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise CatalogError(
-                f"{where}: field '{field_name}' must be {expected.__name__}, got {value!r}"
-            )
+            raise CatalogError(f"{where}: field '{field_name}' must be {expected.__name__}, got {value!r}")
     if raw["role"] not in ROLES:
-        raise CatalogError(
-            f"{where}: field 'role' is {raw['role']!r}; expected one of {', '.join(ROLES)}"
-        )
+        raise CatalogError(f"{where}: field 'role' is {raw['role']!r}; expected one of {', '.join(ROLES)}")
     if raw["backend"] not in known_backends:
         raise CatalogError(
             f"{where}: field 'backend' is {raw['backend']!r}; "
@@ -265,12 +258,12 @@ def _parse_source(where: str, raw: dict) -> Source:
     for key in needed:
         if key not in raw:
             raise CatalogError(f"{where}: field 'source.{key}' is missing (needed with source.{kinds[0]})")
-    if "assemble" in raw:
-        if kinds[0] != "package" or ":" not in raw["assemble"] or "sha256" not in raw:
-            raise CatalogError(
-                f"{where}: field 'source.assemble' must look like 'module:function', "
-                "go with source.package, and come with source.sha256"
-            )
+    assemble = raw.get("assemble")
+    if assemble is not None and (kinds[0] != "package" or ":" not in assemble or "sha256" not in raw):
+        raise CatalogError(
+            f"{where}: field 'source.assemble' must look like 'module:function', "
+            "go with source.package, and come with source.sha256"
+        )
     if "sha256" in raw and (len(raw["sha256"]) != 64 or not _is_hex(raw["sha256"])):
         raise CatalogError(f"{where}: field 'source.sha256' must be 64 hexadecimal digits")
     return Source(**raw)
@@ -433,8 +426,7 @@ def _verify_package_folder(entry: ModelEntry, folder: Path) -> str:
         actual = _record_digest(located)
         if actual != record.hash.value:
             raise ModelNotFoundError(
-                f"model '{entry.id}': {located} is corrupt or was changed; "
-                f"{_refetch_advice(entry)}"
+                f"model '{entry.id}': {located} is corrupt or was changed; {_refetch_advice(entry)}"
             )
         combined.update(actual.encode())
     return combined.hexdigest()

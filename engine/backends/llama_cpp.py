@@ -65,7 +65,7 @@ class LlamaCppBackend:
         _check_gguf_header(self.entry, self.weights)
         try:
             return self._construct(self.gpu_layers)
-        except (ValueError, RuntimeError, OSError) as error:
+        except (ValueError, RuntimeError, OSError):
             if self.gpu_layers != 0:
                 # All layers on the GPU did not fit (or the driver failed): run on the CPU instead.
                 self.gpu_layers = 0
@@ -118,9 +118,7 @@ class LlamaCppBackend:
             rendered.prompt.encode(), add_bos=not rendered.added_special, special=True
         )
 
-    def fit_to_context(
-        self, messages: list[Message], reserve: int
-    ) -> tuple[list[Message], list[int], int]:
+    def fit_to_context(self, messages: list[Message], reserve: int) -> tuple[list[Message], list[int], int]:
         """Drop the oldest exchanges (keeping system prompts and the newest message) until the prompt
         plus ``reserve`` answer tokens fit; as a last resort cut the newest message from its start.
 
@@ -212,7 +210,9 @@ class LlamaCppBackend:
                 if completion_tokens >= room:
                     break
         except (RuntimeError, ValueError) as error:
-            raise BackendError(f"llama.cpp failed while generating with '{self.entry.id}': {error}")
+            raise BackendError(
+                f"llama.cpp failed while generating with '{self.entry.id}': {error}"
+            ) from error
         tail = decoder.decode(b"", final=True)
         if tail:
             pieces.append(tail)

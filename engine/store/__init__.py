@@ -52,7 +52,9 @@ class ModelCallRecord:
 
 @dataclass
 class TurnRecord:
-    conversation_id: int
+    """A turn to log; a None conversation_id starts a new conversation in the same transaction."""
+
+    conversation_id: int | None
     user_text: str
     model_id: str
     answer_text: str = ""
@@ -122,18 +124,14 @@ class Store:
 
     def create_conversation(self, title: str) -> int:
         with self.transaction():
-            return self._insert(
-                "conversations", {"title": _title_from(title), "created_utc": utc_now()}
-            )
+            return self._insert("conversations", {"title": _title_from(title), "created_utc": utc_now()})
 
     def latest_conversation_id(self) -> int | None:
         rows = list(self.db.query("SELECT id FROM conversations ORDER BY id DESC LIMIT 1"))
         return rows[0]["id"] if rows else None
 
     def conversation_exists(self, conversation_id: int) -> bool:
-        return bool(
-            list(self.db.query("SELECT 1 FROM conversations WHERE id = ?", [conversation_id]))
-        )
+        return bool(list(self.db.query("SELECT 1 FROM conversations WHERE id = ?", [conversation_id])))
 
     def conversation_history(self, conversation_id: int) -> list[dict[str, str]]:
         """The completed exchanges of a conversation as chat messages, oldest first."""
@@ -152,6 +150,11 @@ class Store:
     def log_turn(self, turn: TurnRecord) -> int:
         """Write a turn and its model calls in one transaction; return the turn id."""
         with self.transaction():
+            if turn.conversation_id is None:
+                turn.conversation_id = self._insert(
+                    "conversations",
+                    {"title": _title_from(turn.user_text), "created_utc": utc_now()},
+                )
             turn_id = self._insert(
                 "turns",
                 {

@@ -127,9 +127,7 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
     ``BEGIN IMMEDIATE`` takes the write lock first, so two processes starting at once apply each
     migration exactly once.
     """
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL)"
-    )
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL)")
     newly_applied = []
     for step in MIGRATIONS:
         if step.__name__ in applied(db):

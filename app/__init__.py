@@ -1,0 +1,1 @@
+"""The Understudy application: the ``understudy`` command and (soon) the Qt desktop GUI."""

@@ -1,0 +1,368 @@
+"""The ``understudy`` command: every capability of the app, scriptable.
+
+Engine errors become one line on stderr and a non-zero exit code here, at the edge; ``--debug`` shows
+the traceback instead. Qt is imported only when the GUI is launched.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Generator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.errors import UnderstudyError
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+class UnderstudyGroup(click.Group):
+    """Turns engine errors into a clear message and an exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UnderstudyError as error:
+            if ctx.find_root().params.get("debug"):
+                raise
+            click.echo(f"Error: {error}", err=True)
+            ctx.exit(EXIT_ERROR)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+def emit_json(record: dict[str, Any]) -> None:
+    click.echo(json.dumps(record, ensure_ascii=False))
+
+
+@click.group(cls=UnderstudyGroup, invoke_without_command=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(package_name="understudy-desktop")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Understudy: an on-device assistant whose small models learn their part from the log.
+
+    Without a command it starts a chat on the default local model.
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(chat)
+
+
+# chat ---------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("prompt", required=False)
+@click.option("-m", "--model", "model_id", help="Model ID from `understudy models list`.")
+@click.option("-c", "--continue", "continue_last", is_flag=True, help="Continue the last conversation.")
+@click.option("--cid", "conversation_id", type=int, help="Continue the conversation with this ID.")
+@click.option("-s", "--system", "system_prompt", help="System prompt for this chat.")
+@click.option("--max-tokens", type=click.IntRange(1), default=512, show_default=True)
+@click.option("--temperature", type=click.FloatRange(0.0, 2.0), default=0.2, show_default=True)
+@click.option("--seed", type=int, help="Sampling seed, for repeatable answers.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: tokens, then the turn.")
+def chat(
+    prompt: str | None,
+    model_id: str | None,
+    continue_last: bool,
+    conversation_id: int | None,
+    system_prompt: str | None,
+    max_tokens: int,
+    temperature: float,
+    seed: int | None,
+    as_json: bool,
+) -> None:
+    """Ask PROMPT, or chat turn by turn when no PROMPT is given (one per line from a pipe).
+
+    Every turn is logged. Ctrl-C stops the answer being written; Ctrl-D or /exit leaves the chat.
+    """
+    from engine.agent import Agent
+    from engine.backends import GenerationOptions
+    from engine.catalog import load_catalog
+    from engine.store import Store
+
+    store = Store.open()
+    agent = Agent(
+        store,
+        load_catalog(),
+        generation=GenerationOptions(max_tokens=max_tokens, temperature=temperature, seed=seed),
+        system_prompt=system_prompt,
+    )
+    if continue_last and conversation_id is None:
+        conversation_id = store.latest_conversation_id()
+    if prompt is not None:
+        _chat_turn(agent, prompt, conversation_id, model_id, as_json)
+        return
+
+    interactive = sys.stdin.isatty()
+    if interactive and not as_json:
+        entry = agent.catalog.get(model_id)
+        click.echo(f"Chatting with {entry.name}. Ctrl-C stops an answer, /exit or Ctrl-D leaves.")
+    while True:
+        try:
+            line = input("> ") if interactive else sys.stdin.readline()
+        except EOFError:
+            break
+        if not interactive and not line:
+            break
+        line = line.strip()
+        if line in ("/exit", "/quit"):
+            break
+        if line == "/new":
+            conversation_id = None
+            continue
+        if line:
+            conversation_id = _chat_turn(agent, line, conversation_id, model_id, as_json)
+
+
+def _chat_turn(agent, prompt: str, conversation_id: int | None, model_id: str | None, as_json: bool) -> int:
+    cancel = threading.Event()
+    with _sigint_sets(cancel):
+        result = yield_to(
+            agent.run_turn(prompt, conversation_id=conversation_id, model_id=model_id, cancel=cancel),
+            (lambda piece: emit_json({"event": "token", "text": piece}))
+            if as_json
+            else (lambda piece: click.echo(piece, nl=False)),
+        )
+    completion = result.completion
+    if as_json:
+        emit_json(
+            {
+                "event": "turn",
+                "turn_id": result.turn_id,
+                "conversation_id": result.conversation_id,
+                "model_id": result.model_id,
+                "status": result.status,
+                "answer": result.answer,
+                "prompt_tokens": completion.prompt_tokens,
+                "completion_tokens": completion.completion_tokens,
+                "ttft_ms": _round(completion.ttft_ms),
+                "decode_tok_s": _round(completion.decode_tokens_per_second),
+                "duration_ms": _round(completion.duration_ms),
+                "finish_reason": completion.finish_reason,
+                "trimmed_messages": completion.trimmed_messages,
+                "log_ms": _round(result.log_ms),
+            }
+        )
+    else:
+        click.echo()
+        notes = [
+            result.model_id,
+            f"{completion.completion_tokens} tokens",
+            f"ttft {completion.ttft_ms or 0:.0f} ms",
+            f"{completion.decode_tokens_per_second or 0:.1f} tok/s",
+        ]
+        if completion.finish_reason == "cancelled":
+            notes.append("stopped")
+        if completion.finish_reason == "length":
+            notes.append("cut at the token limit")
+        if completion.trimmed_messages:
+            notes.append(f"context full: {completion.trimmed_messages} oldest message(s) left out")
+        click.echo(f"[{' · '.join(notes)}]", err=True)
+    return result.conversation_id
+
+
+def yield_to(turn: Generator[str, None, Any], on_piece) -> Any:
+    """Feed each streamed piece to ``on_piece`` and return the generator's result."""
+    try:
+        while True:
+            on_piece(next(turn))
+    except StopIteration as finished:
+        return finished.value
+
+
+@contextmanager
+def _sigint_sets(cancel: threading.Event):
+    """While an answer streams, Ctrl-C stops it (and the turn is logged as cancelled)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+# models -------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def models() -> None:
+    """The model catalog: list, verify, locate and download models."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per model.")
+def models_list(as_json: bool) -> None:
+    """Every model in the catalog, whether it is installed, and whether it fits this machine."""
+    import psutil
+
+    from engine import catalog
+    from engine.backends.llama_cpp import gpu_offload_supported
+
+    model_catalog = catalog.load_catalog()
+    memory = psutil.virtual_memory()
+    gpu = gpu_offload_supported()
+    for entry in model_catalog:
+        record = {
+            "id": entry.id,
+            "name": entry.name,
+            "role": entry.role,
+            "family": entry.family,
+            "backend": entry.backend,
+            "quantisation": entry.quantisation,
+            "context_length": entry.context_length,
+            "size_mb": entry.size_mb,
+            "ram_mb": entry.ram_mb,
+            "licence": entry.licence,
+            "source": entry.source.describe(),
+            "installed": catalog.is_installed(entry),
+            "default": entry.id == model_catalog.default_generalist,
+            "fit": catalog.fit_hint(entry, memory.total // 2**20, memory.available // 2**20, gpu),
+        }
+        if as_json:
+            emit_json(record)
+        else:
+            marks = ("*" if record["default"] else " ") + ("i" if record["installed"] else " ")
+            click.echo(
+                f"{marks} {entry.id:<26} {entry.role:<16} {entry.size_mb:>6} MB  "
+                f"{record['fit']:<9}  {entry.source.describe()}"
+            )
+    if not as_json:
+        click.echo("(* default generalist, i installed)", err=True)
+
+
+@models.command("verify")
+@click.argument("model_id")
+def models_verify(model_id: str) -> None:
+    """Check MODEL_ID's weights against their known sha256."""
+    from engine import catalog
+
+    entry = catalog.load_catalog().get(model_id)
+    digest = catalog.verify(entry)
+    click.echo(f"{entry.id}: OK sha256 {digest}")
+
+
+@models.command("path")
+@click.argument("model_id")
+def models_path(model_id: str) -> None:
+    """Print where MODEL_ID's weights are (assembling them into the data dir if needed)."""
+    from engine import catalog
+
+    click.echo(str(catalog.locate(catalog.load_catalog().get(model_id))))
+
+
+@models.command("download")
+@click.argument("model_id")
+def models_download(model_id: str) -> None:
+    """Download MODEL_ID from the hub into the data dir (resumes a partial download)."""
+    from engine import catalog
+
+    entry = catalog.load_catalog().get(model_id)
+    with click.progressbar(length=entry.size_mb * 2**20, label=f"Downloading {entry.id}") as bar:
+
+        def progress(done: int, total: int) -> None:
+            if total:
+                bar.length = total
+            bar.update(done - bar.pos)
+
+        target = catalog.download(entry, progress)
+    click.echo(str(target))
+
+
+# logs ---------------------------------------------------------------------------------------------
+
+
+@cli.group(invoke_without_command=True)
+@click.option("-n", "limit", type=click.IntRange(1), default=3, show_default=True, help="How many turns.")
+@click.option("-q", "--query", help="Full-text search over prompts and answers.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per turn.")
+@click.pass_context
+def logs(ctx: click.Context, limit: int, query: str | None, as_json: bool) -> None:
+    """Show the newest logged turns (oldest of them first), with their model calls."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from engine.store import Store
+
+    turns = Store.open().recent_turns(limit=limit, query=query)
+    for turn in reversed(turns):
+        for call in turn["model_calls"]:
+            call["messages"] = json.loads(call.pop("messages_json"))
+        if as_json:
+            emit_json(turn)
+            continue
+        click.echo(
+            f"# turn {turn['id']} · conversation {turn['conversation_id']} · {turn['created_utc']} · "
+            f"{turn['model_id']} · {turn['status']}"
+        )
+        click.echo(f"> {turn['user_text']}")
+        click.echo(turn["answer_text"] or f"(no answer: {turn['error']})")
+        for call in turn["model_calls"]:
+            click.echo(
+                f"[{call['prompt_tokens']} + {call['completion_tokens']} tokens · "
+                f"ttft {call['ttft_ms'] or 0:.0f} ms · {call['decode_tok_s'] or 0:.1f} tok/s · "
+                f"{call['finish_reason'] or call['error']}]"
+            )
+        click.echo()
+
+
+@logs.command("export")
+@click.option("--jsonl", "path", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def logs_export(path: Path) -> None:
+    """Write completed turns as chat-format JSONL ({"messages": [...]} per line), for fine-tuning."""
+    from engine.store import Store
+
+    count = 0
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8") as handle:
+            for record in Store.open().iter_chat_records():
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                count += 1
+        partial.replace(path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise UnderstudyError(f"could not write {path}: {error.strerror or error}") from error
+    click.echo(f"Wrote {count} conversation turns to {path}", err=True)
+
+
+# bench --------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks that print ratios measured side by side in one run."""
+
+
+@bench.command("decode")
+@click.option("-m", "--model", "model_id", help="Model ID (default: the default generalist).")
+@click.option("--rounds", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(8), default=128, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_decode(model_id: str | None, rounds: int, max_tokens: int, as_json: bool) -> None:
+    """Raw llama-cpp-python vs Understudy's backend plus logging: decode speed, ttft, logging cost."""
+    from engine.bench import bench_decode as run
+
+    result = run(model_id=model_id, rounds=rounds, max_tokens=max_tokens)
+    if as_json:
+        emit_json(result)
+    else:
+        for key, value in result.items():
+            click.echo(f"{key:<20} {value}")
+
+
+def main() -> None:
+    cli(prog_name="understudy")

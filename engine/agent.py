@@ -1,0 +1,130 @@
+"""The turn loop: a user message goes to a model with the conversation so far, and the whole exchange
+is logged in one transaction.
+
+``Agent.run_turn`` is a generator: it yields the answer as it streams and returns a ``TurnResult``, so
+the CLI prints pieces as they come and the GUI turns each into a signal. Tool calls join this loop later.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+
+from engine import backends
+from engine.backends import Completion, GenerationOptions, LoadOptions, Message
+from engine.catalog import Catalog
+from engine.errors import UnderstudyError
+from engine.store import ModelCallRecord, Store, TurnRecord
+
+
+@dataclass
+class TurnResult:
+    turn_id: int
+    conversation_id: int
+    model_id: str
+    status: str
+    answer: str
+    completion: Completion | None
+    log_ms: float
+    error: str | None = None
+
+
+class Agent:
+    """Runs turns against the catalog's models and logs each one."""
+
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        load_options: LoadOptions = LoadOptions(),
+        generation: GenerationOptions = GenerationOptions(),
+        system_prompt: str | None = None,
+    ):
+        self.store = store
+        self.catalog = catalog
+        self.load_options = load_options
+        self.generation = generation
+        self.system_prompt = system_prompt
+
+    def load_model(self, model_id: str | None = None) -> backends.Backend:
+        """Load (or reuse) a model, e.g. in the background before the first turn."""
+        return backends.load(self.catalog.get(model_id), self.load_options)
+
+    def run_turn(
+        self,
+        user_text: str,
+        conversation_id: int | None = None,
+        model_id: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Generator[str, None, TurnResult]:
+        """Answer ``user_text`` in a conversation (a new one when None), streaming the answer.
+
+        A failed turn is still logged, with the user's text and the error, before the error is raised.
+        """
+        entry = self.catalog.get(model_id)
+        if conversation_id is not None and not self.store.conversation_exists(conversation_id):
+            raise UnderstudyError(
+                f"there is no conversation {conversation_id}; `understudy logs` shows the ones there are"
+            )
+        messages = self._messages_for(conversation_id, user_text)
+        call = ModelCallRecord(model_id=entry.id, backend=entry.backend, messages=messages)
+        turn = TurnRecord(
+            conversation_id=conversation_id,
+            user_text=user_text,
+            model_id=entry.id,
+            model_calls=[call],
+        )
+        completion = None
+        try:
+            backend = backends.load(entry, self.load_options)
+            call.n_threads, call.n_ctx, call.gpu_layers = (
+                backend.n_threads,
+                backend.n_ctx,
+                backend.gpu_layers,
+            )
+            completion = yield from backend.stream_chat(messages, self.generation, cancel)
+        except UnderstudyError as error:
+            turn.status, turn.error, call.error = "error", str(error), str(error)
+            self._log(turn)
+            raise
+        _record_completion(call, turn, completion)
+        turn_id, log_ms = self._log(turn)
+        return TurnResult(
+            turn_id=turn_id,
+            conversation_id=turn.conversation_id,
+            model_id=entry.id,
+            status=turn.status,
+            answer=turn.answer_text,
+            completion=completion,
+            log_ms=log_ms,
+        )
+
+    def _messages_for(self, conversation_id: int | None, user_text: str) -> list[Message]:
+        messages: list[Message] = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": self.system_prompt})
+        if conversation_id is not None:
+            messages.extend(self.store.conversation_history(conversation_id))
+        messages.append({"role": "user", "content": user_text})
+        return messages
+
+    def _log(self, turn: TurnRecord) -> tuple[int, float]:
+        started = time.perf_counter()
+        turn_id = self.store.log_turn(turn)
+        return turn_id, (time.perf_counter() - started) * 1000
+
+
+def _record_completion(call: ModelCallRecord, turn: TurnRecord, completion: Completion) -> None:
+    call.messages = completion.messages
+    call.response_text = completion.text
+    call.prompt_tokens = completion.prompt_tokens
+    call.completion_tokens = completion.completion_tokens
+    call.ttft_ms = completion.ttft_ms
+    call.duration_ms = completion.duration_ms
+    call.decode_tok_s = completion.decode_tokens_per_second
+    call.finish_reason = completion.finish_reason
+    call.trimmed_messages = completion.trimmed_messages
+    turn.answer_text = completion.text
+    turn.status = "cancelled" if completion.finish_reason == "cancelled" else "ok"
