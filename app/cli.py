@@ -10,7 +10,6 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -124,9 +123,11 @@ def chat(
 
 
 def _chat_turn(agent, prompt: str, conversation_id: int | None, model_id: str | None, as_json: bool) -> int:
+    from engine.backends import drain
+
     cancel = threading.Event()
     with _sigint_sets(cancel):
-        result = yield_to(
+        result = drain(
             agent.run_turn(prompt, conversation_id=conversation_id, model_id=model_id, cancel=cancel),
             (lambda piece: emit_json({"event": "token", "text": piece}))
             if as_json
@@ -168,15 +169,6 @@ def _chat_turn(agent, prompt: str, conversation_id: int | None, model_id: str | 
             notes.append(f"context full: {completion.trimmed_messages} oldest message(s) left out")
         click.echo(f"[{' · '.join(notes)}]", err=True)
     return result.conversation_id
-
-
-def yield_to(turn: Generator[str, None, Any], on_piece) -> Any:
-    """Feed each streamed piece to ``on_piece`` and return the generator's result."""
-    try:
-        while True:
-            on_piece(next(turn))
-    except StopIteration as finished:
-        return finished.value
 
 
 @contextmanager
@@ -267,7 +259,8 @@ def models_path(model_id: str) -> None:
 
 @models.command("download")
 @click.argument("model_id")
-def models_download(model_id: str) -> None:
+@click.option("--endpoint", help="A hub mirror (default: HF_ENDPOINT or huggingface.co).")
+def models_download(model_id: str, endpoint: str | None) -> None:
     """Download MODEL_ID from the hub into the data dir (resumes a partial download)."""
     from engine import catalog
 
@@ -279,7 +272,7 @@ def models_download(model_id: str) -> None:
                 bar.length = total
             bar.update(done - bar.pos)
 
-        target = catalog.download(entry, progress)
+        target = catalog.download(entry, progress, endpoint=endpoint)
     click.echo(str(target))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from engine import backends, catalog
 from engine.agent import Agent
-from engine.backends import GenerationOptions, LoadOptions
+from engine.backends import GenerationOptions, LoadOptions, drain
 from engine.store import Store
 
 _PROMPTS = (
@@ -132,15 +132,9 @@ def _time_raw(raw_llama, prompt: str, generation: GenerationOptions) -> Sample:
 
 def _time_engine(agent: Agent, model_id: str, prompt: str, raw_llama) -> tuple[Sample, float, float]:
     started = time.perf_counter()
-    first = last = None
-    turn = agent.run_turn(prompt, model_id=model_id)
-    try:
-        while True:
-            next(turn)
-            last = time.perf_counter()
-            first = first or last
-    except StopIteration as finished:
-        result = finished.value
+    arrivals: list[float] = []
+    result = drain(agent.run_turn(prompt, model_id=model_id), lambda _: arrivals.append(time.perf_counter()))
+    first, last = arrivals[0], arrivals[-1]
     total_ms = (time.perf_counter() - started) * 1000
     tokens = _count_tokens(raw_llama, result.answer)
     return Sample(_rate(tokens, first, last), (first - started) * 1000), result.log_ms, total_ms

@@ -469,11 +469,14 @@ def _hub_target(entry: ModelEntry) -> Path:
     return paths.models_dir() / entry.id / entry.source.hub_file
 
 
-def download(entry: ModelEntry, progress: ProgressCallback | None = None) -> Path:
+def download(
+    entry: ModelEntry, progress: ProgressCallback | None = None, endpoint: str | None = None
+) -> Path:
     """Fetch a hub model into the data dir, resuming a partial download, and check its sha256.
 
-    ``progress(done_bytes, total_bytes)`` is called as bytes arrive. Without a network this fails with
-    a message saying how to get the file in by hand.
+    The expected sha256 is the entry's, or else the one the hub publishes for the file (its LFS etag).
+    ``progress(done_bytes, total_bytes)`` is called as bytes arrive; ``endpoint`` is a hub mirror
+    (default: ``HF_ENDPOINT`` or huggingface.co). Offline, this fails saying how to add the file by hand.
     """
     source = entry.source
     if source.kind != "hub":
@@ -482,33 +485,47 @@ def download(entry: ModelEntry, progress: ProgressCallback | None = None) -> Pat
     if target.exists():
         return target
     import huggingface_hub
-    from huggingface_hub.utils import HfHubHTTPError
 
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fetched = huggingface_hub.hf_hub_download(
-            repo_id=source.hub_repo,
-            filename=source.hub_file,
-            revision=source.revision,
-            local_dir=target.parent,
-            tqdm_class=_progress_bar_class(progress) if progress else None,
+        expected = source.sha256 or _published_sha256(entry, endpoint)
+        fetched = Path(
+            huggingface_hub.hf_hub_download(
+                repo_id=source.hub_repo,
+                filename=source.hub_file,
+                revision=source.revision,
+                local_dir=target.parent,
+                endpoint=endpoint,
+                tqdm_class=_progress_bar_class(progress) if progress else None,
+            )
         )
-    except (HfHubHTTPError, OSError, ValueError) as error:
+    except Exception as error:
+        # huggingface_hub raises many types (HTTP, offline mode, OS, validation); all mean the same here.
         raise ModelDownloadError(
             f"could not download {source.hub_file} from {source.hub_repo} ({_short(error)}). "
             "If this machine is offline, download the file elsewhere and add a [models.ID] entry "
             f"with source.path to {user_catalog_path()}"
         ) from error
-    fetched_path = Path(fetched)
-    if source.sha256:
-        actual = sha256_of(fetched_path)
-        if actual != source.sha256.lower():
-            fetched_path.unlink(missing_ok=True)
+    if expected:
+        actual = sha256_of(fetched)
+        if actual != expected.lower():
+            fetched.unlink(missing_ok=True)
             raise ModelDownloadError(
-                f"downloaded {source.hub_file} has sha256 {actual}, expected {source.sha256}; "
+                f"downloaded {source.hub_file} has sha256 {actual}, expected {expected}; "
                 "the download was deleted, try again"
             )
-    return fetched_path
+    return fetched
+
+
+def _published_sha256(entry: ModelEntry, endpoint: str | None) -> str | None:
+    import huggingface_hub
+
+    url = huggingface_hub.hf_hub_url(
+        entry.source.hub_repo, entry.source.hub_file, revision=entry.source.revision, endpoint=endpoint
+    )
+    etag = huggingface_hub.get_hf_file_metadata(url).etag or ""
+    etag = etag.strip('"').removeprefix("W/").strip('"')
+    return etag if len(etag) == 64 and _is_hex(etag) else None
 
 
 def _short(error: BaseException) -> str:

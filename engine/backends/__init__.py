@@ -8,7 +8,7 @@ as tokens are decoded and returns a ``Completion`` with usage and timings, so ca
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -76,6 +76,17 @@ class Backend(Protocol):
     def close(self) -> None:
         """Free the model's memory."""
         ...
+
+
+def drain(stream: Generator[str, None, object], on_piece: Callable[[str], object] | None = None):
+    """Run a streaming generator to its end, handing each piece to ``on_piece``; return its result."""
+    try:
+        while True:
+            piece = next(stream)
+            if on_piece is not None:
+                on_piece(piece)
+    except StopIteration as finished:
+        return finished.value
 
 
 _loaded: dict[tuple[str, LoadOptions], Backend] = {}

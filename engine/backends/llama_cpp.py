@@ -63,22 +63,23 @@ class LlamaCppBackend:
 
     def _load(self):
         _check_gguf_header(self.entry, self.weights)
-        try:
-            return self._construct(self.gpu_layers)
-        except (ValueError, RuntimeError, OSError):
-            if self.gpu_layers != 0:
-                # All layers on the GPU did not fit (or the driver failed): run on the CPU instead.
-                self.gpu_layers = 0
-                try:
-                    return self._construct(0)
-                except (ValueError, RuntimeError, OSError) as cpu_error:
-                    error = cpu_error
-            size = self.weights.stat().st_size
-            raise ModelLoadError(
-                f"model file {self.weights} ({size:,} bytes) could not be loaded by llama.cpp: it is "
-                f"truncated, corrupt or not a supported GGUF ({error}). Run `understudy models verify "
-                f"{self.entry.id}` and replace the file"
-            ) from error
+        failure: Exception | None = None
+        attempts = [self.gpu_layers] if self.gpu_layers == 0 else [self.gpu_layers, 0]
+        for gpu_layers in attempts:
+            # With a GPU build, a model whose layers do not all fit falls back to the CPU.
+            try:
+                llama = self._construct(gpu_layers)
+            except (ValueError, RuntimeError, OSError) as error:
+                failure = error
+                continue
+            self.gpu_layers = gpu_layers
+            return llama
+        size = self.weights.stat().st_size
+        raise ModelLoadError(
+            f"model file {self.weights} ({size:,} bytes) could not be loaded by llama.cpp: it is "
+            f"truncated, corrupt or not a supported GGUF ({failure}). Run `understudy models verify "
+            f"{self.entry.id}` and replace the file"
+        ) from failure
 
     def _construct(self, gpu_layers: int):
         import llama_cpp
