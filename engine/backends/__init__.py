@@ -7,6 +7,7 @@ as tokens are decoded and returns a ``Completion`` with usage and timings, so ca
 
 from __future__ import annotations
 
+import atexit
 import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -113,7 +114,11 @@ def load(entry: ModelEntry, options: LoadOptions = LoadOptions()) -> Backend:
 
 
 def unload_all() -> None:
+    """Free every loaded model (also at exit, before llama.cpp's own globals are torn down)."""
     with _loading_lock:
         for backend in _loaded.values():
             backend.close()
         _loaded.clear()
+
+
+atexit.register(unload_all)

@@ -1,0 +1,95 @@
+"""The turn loop on the real default model: every turn is logged with tokens and timings."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from engine.agent import Agent
+from engine.backends import GenerationOptions, drain
+from engine.catalog import load_catalog
+from engine.errors import ModelLoadError, UnderstudyError
+from engine.store import Store
+
+SHORT = GenerationOptions(max_tokens=16, temperature=0.0)
+
+
+@pytest.fixture
+def agent(smollm2, model_catalog):
+    return Agent(Store.open(), model_catalog, generation=SHORT)
+
+
+def test_a_turn_streams_and_is_logged_with_tokens_and_timings(agent):
+    pieces: list[str] = []
+    result = drain(agent.run_turn("Name three colours."), pieces.append)
+    assert result.status == "ok"
+    assert result.answer == "".join(pieces) != ""
+    [turn] = agent.store.recent_turns(limit=5)
+    assert turn["id"] == result.turn_id
+    assert turn["answer_text"] == result.answer
+    [call] = turn["model_calls"]
+    assert call["model_id"] == "smollm2-135m-instruct"
+    assert call["backend"] == "llama_cpp"
+    assert call["prompt_tokens"] > 0 and call["completion_tokens"] > 0
+    assert call["ttft_ms"] > 0 and call["duration_ms"] > 0 and call["decode_tok_s"] > 0
+    assert call["n_threads"] >= 1 and call["n_ctx"] == 4096
+    assert json.loads(call["messages_json"])[-1] == {"role": "user", "content": "Name three colours."}
+    assert result.log_ms >= 0
+
+
+def test_a_continued_conversation_sends_the_earlier_exchange(agent):
+    first = drain(agent.run_turn("My name is Ada."))
+    second = drain(agent.run_turn("What is my name?", conversation_id=first.conversation_id))
+    assert second.conversation_id == first.conversation_id
+    [turn, _] = agent.store.recent_turns(limit=2)
+    sent = json.loads(turn["model_calls"][0]["messages_json"])
+    assert sent[:2] == [
+        {"role": "user", "content": "My name is Ada."},
+        {"role": "assistant", "content": first.answer},
+    ]
+
+
+def test_a_cancelled_turn_is_logged_as_cancelled_with_its_partial_answer(agent):
+    cancel = threading.Event()
+    result = drain(agent.run_turn("Write a long poem about rivers.", cancel=cancel), lambda _: cancel.set())
+    assert result.status == "cancelled"
+    [turn] = agent.store.recent_turns()
+    assert turn["status"] == "cancelled"
+    assert turn["model_calls"][0]["finish_reason"] == "cancelled"
+    assert turn["answer_text"] == result.answer
+
+
+def test_a_failed_turn_keeps_the_users_text_and_the_error(tmp_path, understudy_home):
+    corrupt = tmp_path / "corrupt.gguf"
+    corrupt.write_bytes(b"GGUF" + b"\0" * 1000)
+    understudy_home.mkdir(parents=True, exist_ok=True)
+    (understudy_home / "models.toml").write_text(
+        f"""
+[models.corrupt]
+name = "Corrupt"
+family = "llama"
+role = "generalist"
+backend = "llama_cpp"
+quantisation = "Q4_1"
+context_length = 512
+licence = "MIT"
+size_mb = 1
+ram_mb = 10
+source = {{ path = "{corrupt}" }}
+"""
+    )
+    agent = Agent(Store.open(), load_catalog(), generation=SHORT)
+    with pytest.raises(ModelLoadError, match="corrupt.gguf"):
+        drain(agent.run_turn("Please remember this text.", model_id="corrupt"))
+    [turn] = agent.store.recent_turns()
+    assert turn["status"] == "error"
+    assert turn["user_text"] == "Please remember this text."
+    assert "corrupt.gguf" in turn["error"]
+    assert "corrupt.gguf" in turn["model_calls"][0]["error"]
+
+
+def test_continuing_a_conversation_that_does_not_exist_is_a_clear_error(agent):
+    with pytest.raises(UnderstudyError, match="no conversation 999"):
+        drain(agent.run_turn("Hello?", conversation_id=999))
