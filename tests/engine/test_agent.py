@@ -61,25 +61,11 @@ def test_a_cancelled_turn_is_logged_as_cancelled_with_its_partial_answer(agent):
     assert turn["answer_text"] == result.answer
 
 
-def test_a_failed_turn_keeps_the_users_text_and_the_error(tmp_path, understudy_home):
+def test_a_failed_turn_keeps_the_users_text_and_the_error(tmp_path, understudy_home, entry_toml):
     corrupt = tmp_path / "corrupt.gguf"
     corrupt.write_bytes(b"GGUF" + b"\0" * 1000)
     understudy_home.mkdir(parents=True, exist_ok=True)
-    (understudy_home / "models.toml").write_text(
-        f"""
-[models.corrupt]
-name = "Corrupt"
-family = "llama"
-role = "generalist"
-backend = "llama_cpp"
-quantisation = "Q4_1"
-context_length = 512
-licence = "MIT"
-size_mb = 1
-ram_mb = 10
-source = {{ path = "{corrupt}" }}
-"""
-    )
+    (understudy_home / "models.toml").write_text(entry_toml("corrupt", f'{{ path = "{corrupt}" }}'))
     agent = Agent(Store.open(), load_catalog(), generation=SHORT)
     with pytest.raises(ModelLoadError, match="corrupt.gguf"):
         drain(agent.run_turn("Please remember this text.", model_id="corrupt"))

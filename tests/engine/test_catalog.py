@@ -8,20 +8,6 @@ import pytest
 from engine import catalog
 from engine.errors import CatalogError, ModelDownloadError, ModelNotFoundError
 
-GOOD_ENTRY = """
-[models.tiny]
-name = "Tiny"
-family = "llama"
-role = "generalist"
-backend = "llama_cpp"
-quantisation = "Q4_1"
-context_length = 512
-licence = "MIT"
-size_mb = 1
-ram_mb = 10
-source = { path = "/nowhere/tiny.gguf" }
-"""
-
 
 def write_catalog(folder: Path, body: str, default: str = "tiny") -> Path:
     path = folder / "catalog.toml"
@@ -63,11 +49,11 @@ def test_gemma_is_assembled_once_into_the_data_dir_with_its_checksum(model_catal
     assert path.stat().st_mtime_ns == modified
 
 
-def test_assembly_with_a_wrong_checksum_fails_and_leaves_nothing(tmp_path, model_catalog):
+def test_assembly_with_a_wrong_checksum_fails_and_leaves_nothing(tmp_path, model_catalog, entry_toml):
     shipped = model_catalog.get("gemma3-270m-base").source
     path = write_catalog(
         tmp_path,
-        GOOD_ENTRY
+        entry_toml()
         + f"""
         [models.bad-gemma]
         name = "Gemma"
@@ -128,21 +114,21 @@ def test_assembly_with_a_wrong_checksum_fails_and_leaves_nothing(tmp_path, model
         ),
     ],
 )
-def test_broken_entries_fail_naming_the_entry_and_the_field(tmp_path, change, message):
+def test_broken_entries_fail_naming_the_entry_and_the_field(tmp_path, change, message, entry_toml):
     old, new = change
-    assert old in GOOD_ENTRY
-    path = write_catalog(tmp_path, GOOD_ENTRY.replace(old, new))
+    assert old in entry_toml()
+    path = write_catalog(tmp_path, entry_toml().replace(old, new))
     with pytest.raises(CatalogError, match=message):
         load(path)
 
 
-def test_invalid_toml_and_bad_default_are_clear(tmp_path):
+def test_invalid_toml_and_bad_default_are_clear(tmp_path, entry_toml):
     broken = tmp_path / "broken.toml"
     broken.write_text("[models.tiny\nname=")
     with pytest.raises(CatalogError, match="broken.toml is not valid TOML"):
         load(broken)
     with pytest.raises(CatalogError, match="default_generalist 'missing'"):
-        load(write_catalog(tmp_path, GOOD_ENTRY, default="missing"))
+        load(write_catalog(tmp_path, entry_toml(), default="missing"))
 
 
 def test_unknown_model_id_lists_the_known_ones(model_catalog):
@@ -150,13 +136,13 @@ def test_unknown_model_id_lists_the_known_ones(model_catalog):
         model_catalog.get("gpt-9")
 
 
-def test_user_overrides_in_the_data_dir_add_and_replace_entries(tmp_path, understudy_home):
+def test_user_overrides_in_the_data_dir_add_and_replace_entries(tmp_path, understudy_home, entry_toml):
     gguf = tmp_path / "mine.gguf"
     gguf.write_bytes(b"GGUF")
     understudy_home.mkdir(parents=True, exist_ok=True)
     (understudy_home / "models.toml").write_text(
         'default_generalist = "mine"\n'
-        + GOOD_ENTRY.replace("[models.tiny]", "[models.mine]").replace("/nowhere/tiny.gguf", str(gguf))
+        + entry_toml().replace("[models.tiny]", "[models.mine]").replace("/nowhere/tiny.gguf", str(gguf))
     )
     merged = catalog.load_catalog()
     assert merged.default_generalist == "mine"
@@ -164,17 +150,17 @@ def test_user_overrides_in_the_data_dir_add_and_replace_entries(tmp_path, unders
     assert "smollm2-135m-instruct" in merged.entries
 
 
-def test_a_missing_local_file_names_the_file_and_what_to_do(tmp_path):
-    entry = load(write_catalog(tmp_path, GOOD_ENTRY)).get("tiny")
+def test_a_missing_local_file_names_the_file_and_what_to_do(tmp_path, entry_toml):
+    entry = load(write_catalog(tmp_path, entry_toml())).get("tiny")
     assert not catalog.is_installed(entry)
     with pytest.raises(ModelNotFoundError, match=r"/nowhere/tiny.gguf does not exist; fix source.path"):
         catalog.locate(entry)
 
 
-def test_a_path_entry_with_a_wrong_checksum_fails_verification(tmp_path):
+def test_a_path_entry_with_a_wrong_checksum_fails_verification(tmp_path, entry_toml):
     gguf = tmp_path / "mine.gguf"
     gguf.write_bytes(b"GGUF and more")
-    body = GOOD_ENTRY.replace(
+    body = entry_toml().replace(
         '{ path = "/nowhere/tiny.gguf" }', f'{{ path = "{gguf}", sha256 = "{"a" * 64}" }}'
     )
     entry = load(write_catalog(tmp_path, body)).get("tiny")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import textwrap
 import threading
 from typing import ClassVar
 
@@ -86,32 +85,18 @@ def hub(monkeypatch):
     server.server_close()
 
 
-def hub_entry(tmp_path, sha256: str | None = None) -> catalog.ModelEntry:
+def hub_entry(tmp_path, entry_toml, sha256: str | None = None) -> catalog.ModelEntry:
     checksum = f', sha256 = "{sha256}"' if sha256 else ""
     path = tmp_path / "catalog.toml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            default_generalist = "tiny"
-            [models.tiny]
-            name = "Tiny"
-            family = "llama"
-            role = "generalist"
-            backend = "llama_cpp"
-            quantisation = "Q4_1"
-            context_length = 512
-            licence = "MIT"
-            size_mb = 1
-            ram_mb = 10
-            source = {{ hub_repo = "someone/tiny-GGUF", hub_file = "tiny.gguf"{checksum} }}
-            """
-        )
-    )
+    source = f'{{ hub_repo = "someone/tiny-GGUF", hub_file = "tiny.gguf"{checksum} }}'
+    path.write_text('default_generalist = "tiny"\n' + entry_toml(source=source))
     return catalog.load_catalog(shipped=path, user=tmp_path / "none.toml").get("tiny")
 
 
-def test_download_resumes_reports_progress_and_checks_the_published_sha256(hub, tmp_path, understudy_home):
-    entry = hub_entry(tmp_path)
+def test_download_resumes_reports_progress_and_checks_the_published_sha256(
+    hub, tmp_path, understudy_home, entry_toml
+):
+    entry = hub_entry(tmp_path, entry_toml)
     progress: list[tuple[int, int]] = []
     path = catalog.download(entry, lambda done, total: progress.append((done, total)), endpoint=hub)
     assert path.read_bytes() == PAYLOAD
@@ -123,8 +108,8 @@ def test_download_resumes_reports_progress_and_checks_the_published_sha256(hub, 
     assert progress[-1] == (len(PAYLOAD), len(PAYLOAD))
 
 
-def test_a_download_that_does_not_match_the_catalog_checksum_is_deleted(hub, tmp_path):
-    entry = hub_entry(tmp_path, sha256="b" * 64)
+def test_a_download_that_does_not_match_the_catalog_checksum_is_deleted(hub, tmp_path, entry_toml):
+    entry = hub_entry(tmp_path, entry_toml, sha256="b" * 64)
     with pytest.raises(
         ModelDownloadError, match=f"has sha256 {SHA256}, expected b+; the download was deleted"
     ):
