@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from engine import backends
 from engine.backends import Completion, GenerationOptions, LoadOptions, Message
-from engine.catalog import Catalog
+from engine.catalog import Catalog, ModelEntry
 from engine.errors import UnderstudyError
+from engine.settings import Settings
 from engine.store import ModelCallRecord, Store, TurnRecord
 
 
@@ -41,16 +42,33 @@ class Agent:
         load_options: LoadOptions = LoadOptions(),
         generation: GenerationOptions = GenerationOptions(),
         system_prompt: str | None = None,
+        default_model: str | None = None,
     ):
         self.store = store
         self.catalog = catalog
         self.load_options = load_options
         self.generation = generation
         self.system_prompt = system_prompt
+        self.default_model = default_model
+
+    @classmethod
+    def from_settings(cls, store: Store, catalog: Catalog, settings: Settings) -> Agent:
+        return cls(
+            store,
+            catalog,
+            load_options=settings.load_options(),
+            generation=settings.generation_options(),
+            system_prompt=settings.system_prompt or None,
+            default_model=settings.default_model,
+        )
+
+    def model_entry(self, model_id: str | None = None) -> ModelEntry:
+        """The catalog entry for ``model_id``, else the user's default, else the catalog's."""
+        return self.catalog.get(model_id or self.default_model)
 
     def load_model(self, model_id: str | None = None) -> backends.Backend:
         """Load (or reuse) a model, e.g. in the background before the first turn."""
-        return backends.load(self.catalog.get(model_id), self.load_options)
+        return backends.load(self.model_entry(model_id), self.load_options)
 
     def run_turn(
         self,
@@ -58,23 +76,31 @@ class Agent:
         conversation_id: int | None = None,
         model_id: str | None = None,
         cancel: threading.Event | None = None,
+        replacing: int | None = None,
     ) -> Generator[str, None, TurnResult]:
         """Answer ``user_text`` in a conversation (a new one when None), streaming the answer.
 
-        A failed turn is still logged, with the user's text and the error, before the error is raised.
+        ``replacing`` names a turn to answer again (regenerate) or with new text (edit and resend):
+        the model sees the conversation before it, and it and the turns after it are marked replaced
+        in the same transaction that logs the new turn. A failed turn is still logged, with the user's
+        text and the error, before the error is raised.
         """
-        entry = self.catalog.get(model_id)
+        entry = self.model_entry(model_id)
+        replaced: list[int] = []
+        if replacing is not None:
+            conversation_id, replaced = self.store.current_turns_from(replacing)
         if conversation_id is not None and not self.store.conversation_exists(conversation_id):
             raise UnderstudyError(
                 f"there is no conversation {conversation_id}; `understudy logs` shows the ones there are"
             )
-        messages = self._messages_for(conversation_id, user_text)
+        messages = self._messages_for(conversation_id, user_text, before_turn_id=replacing)
         call = ModelCallRecord(model_id=entry.id, backend=entry.backend, messages=messages)
         turn = TurnRecord(
             conversation_id=conversation_id,
             user_text=user_text,
             model_id=entry.id,
             model_calls=[call],
+            replaces=replaced,
         )
         completion = None
         try:
@@ -101,12 +127,14 @@ class Agent:
             log_ms=log_ms,
         )
 
-    def _messages_for(self, conversation_id: int | None, user_text: str) -> list[Message]:
+    def _messages_for(
+        self, conversation_id: int | None, user_text: str, before_turn_id: int | None = None
+    ) -> list[Message]:
         messages: list[Message] = []
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})
         if conversation_id is not None:
-            messages.extend(self.store.conversation_history(conversation_id))
+            messages.extend(self.store.conversation_history(conversation_id, before_turn_id))
         messages.append({"role": "user", "content": user_text})
         return messages
 

@@ -90,16 +90,20 @@ def drain(stream: Generator[str, None, object], on_piece: Callable[[str], object
         return finished.value
 
 
-_loaded: dict[tuple[str, LoadOptions], Backend] = {}
+_loaded: dict[str, Backend] = {}
+_loaded_options: dict[str, LoadOptions] = {}
 _loading_lock = threading.Lock()
 
 
 def load(entry: ModelEntry, options: LoadOptions = LoadOptions()) -> Backend:
-    """The loaded model for ``entry``: loaded on first use, then reused."""
-    key = (entry.id, options)
+    """The loaded model for ``entry``: loaded on first use, then reused.
+
+    One instance per model is kept: loading it with other options (say, new settings) replaces the
+    cached one, whose memory is freed once its last user lets go of it.
+    """
     with _loading_lock:
-        backend = _loaded.get(key)
-        if backend is None:
+        backend = _loaded.get(entry.id)
+        if backend is None or _loaded_options.get(entry.id) != options:
             from engine import plugins
 
             factory = plugins.backend_factories().get(entry.backend)
@@ -109,8 +113,14 @@ def load(entry: ModelEntry, options: LoadOptions = LoadOptions()) -> Backend:
                     "plugin provides"
                 )
             backend = factory(entry, catalog.locate(entry), options)
-            _loaded[key] = backend
+            _loaded[entry.id] = backend
+            _loaded_options[entry.id] = options
         return backend
+
+
+def is_loaded(entry: ModelEntry, options: LoadOptions = LoadOptions()) -> bool:
+    with _loading_lock:
+        return entry.id in _loaded and _loaded_options.get(entry.id) == options
 
 
 def unload_all() -> None:
@@ -119,6 +129,7 @@ def unload_all() -> None:
         for backend in _loaded.values():
             backend.close()
         _loaded.clear()
+        _loaded_options.clear()
 
 
 atexit.register(unload_all)

@@ -63,6 +63,8 @@ class TurnRecord:
     error: str | None = None
     adapter_id: int | None = None
     model_calls: list[ModelCallRecord] = field(default_factory=list)
+    # Turns this one replaces (a regenerated answer, or an edited question and what followed it).
+    replaces: list[int] = field(default_factory=list)
 
 
 class Store:
@@ -133,13 +135,18 @@ class Store:
     def conversation_exists(self, conversation_id: int) -> bool:
         return bool(list(self.db.query("SELECT 1 FROM conversations WHERE id = ?", [conversation_id])))
 
-    def conversation_history(self, conversation_id: int) -> list[dict[str, str]]:
-        """The completed exchanges of a conversation as chat messages, oldest first."""
+    def conversation_history(
+        self, conversation_id: int, before_turn_id: int | None = None
+    ) -> list[dict[str, str]]:
+        """The completed, current exchanges of a conversation as chat messages, oldest first.
+
+        ``before_turn_id`` stops before that turn, for regenerating or editing it.
+        """
         history: list[dict[str, str]] = []
         for row in self.db.query(
             "SELECT user_text, answer_text FROM turns WHERE conversation_id = ? AND status = 'ok' "
-            "ORDER BY id",
-            [conversation_id],
+            "AND replaced_by IS NULL AND id < ? ORDER BY id",
+            [conversation_id, before_turn_id or 2**62],
         ):
             history.append({"role": "user", "content": row["user_text"]})
             history.append({"role": "assistant", "content": row["answer_text"]})
@@ -174,6 +181,8 @@ class Store:
                 row["messages_json"] = json.dumps(row.pop("messages"), ensure_ascii=False)
                 row["turn_id"] = turn_id
                 self._insert("model_calls", row)
+            for replaced in turn.replaces:
+                self.db.execute("UPDATE turns SET replaced_by = ? WHERE id = ?", [turn_id, replaced])
         return turn_id
 
     def recent_turns(self, limit: int = 10, query: str | None = None) -> list[dict[str, Any]]:
@@ -207,11 +216,154 @@ class Store:
             "SELECT turns.answer_text, model_calls.messages_json FROM turns "
             "JOIN model_calls ON model_calls.id = ("
             "  SELECT MAX(id) FROM model_calls WHERE turn_id = turns.id) "
-            "WHERE turns.status = 'ok' ORDER BY turns.id"
+            "WHERE turns.status = 'ok' AND turns.replaced_by IS NULL ORDER BY turns.id"
         ):
             messages = json.loads(row["messages_json"])
             messages.append({"role": "assistant", "content": row["answer_text"]})
             yield {"messages": messages}
+
+    # What the GUI shows -------------------------------------------------------------------------
+
+    def list_conversations(self) -> list[dict[str, Any]]:
+        """Conversations not deleted, most recently active first."""
+        return [
+            dict(row)
+            for row in self.db.query(
+                "SELECT conversations.id, conversations.title, conversations.created_utc, "
+                "MAX(turns.created_utc) AS last_turn_utc, COUNT(turns.id) AS turn_count "
+                "FROM conversations LEFT JOIN turns ON turns.conversation_id = conversations.id "
+                "AND turns.replaced_by IS NULL WHERE conversations.deleted_utc IS NULL "
+                "GROUP BY conversations.id "
+                "ORDER BY COALESCE(MAX(turns.created_utc), conversations.created_utc) DESC, "
+                "conversations.id DESC"
+            )
+        ]
+
+    def current_turns_from(self, turn_id: int) -> tuple[int, list[int]]:
+        """The conversation of ``turn_id`` and the ids of its current turns from that one on."""
+        rows = list(self.db.query("SELECT conversation_id FROM turns WHERE id = ?", [turn_id]))
+        if not rows:
+            raise StoreError(f"there is no turn {turn_id}")
+        conversation_id = rows[0]["conversation_id"]
+        ids = [
+            row["id"]
+            for row in self.db.query(
+                "SELECT id FROM turns WHERE conversation_id = ? AND id >= ? AND replaced_by IS NULL",
+                [conversation_id, turn_id],
+            )
+        ]
+        return conversation_id, ids
+
+    def rename_conversation(self, conversation_id: int, title: str) -> None:
+        title = title.strip()
+        if not title:
+            raise StoreError("a conversation needs a title; type at least one character")
+        with self.transaction():
+            self.db.execute("UPDATE conversations SET title = ? WHERE id = ?", [title[:200], conversation_id])
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        """Hide a conversation; ``restore_conversation`` undoes it until ``purge_deleted`` runs."""
+        with self.transaction():
+            self.db.execute(
+                "UPDATE conversations SET deleted_utc = ? WHERE id = ?", [utc_now(), conversation_id]
+            )
+
+    def restore_conversation(self, conversation_id: int) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE conversations SET deleted_utc = NULL WHERE id = ?", [conversation_id])
+
+    def purge_deleted(self) -> int:
+        """Remove deleted conversations and everything logged in them for good."""
+        with self.transaction():
+            cursor = self.db.execute("DELETE FROM conversations WHERE deleted_utc IS NOT NULL")
+        return cursor.rowcount
+
+    def conversation_turns(self, conversation_id: int) -> list[dict[str, Any]]:
+        """The current turns of a conversation with the numbers of their last model call and rating."""
+        return [
+            dict(row)
+            for row in self.db.query(
+                "SELECT turns.*, feedback.rating, model_calls.prompt_tokens, "
+                "model_calls.completion_tokens, model_calls.ttft_ms, model_calls.decode_tok_s, "
+                "model_calls.finish_reason, model_calls.trimmed_messages FROM turns "
+                "LEFT JOIN feedback ON feedback.turn_id = turns.id "
+                "LEFT JOIN model_calls ON model_calls.id = ("
+                "  SELECT MAX(id) FROM model_calls WHERE turn_id = turns.id) "
+                "WHERE turns.conversation_id = ? AND turns.replaced_by IS NULL ORDER BY turns.id",
+                [conversation_id],
+            )
+        ]
+
+    def set_feedback(self, turn_id: int, rating: int | None, comment: str = "") -> None:
+        """Thumbs up (1) or down (-1) on an answer; None takes the rating back."""
+        with self.transaction():
+            if rating is None:
+                self.db.execute("DELETE FROM feedback WHERE turn_id = ?", [turn_id])
+                return
+            if rating not in (-1, 1):
+                raise StoreError(f"a rating is 1 (good) or -1 (bad), not {rating!r}")
+            self.db.execute(
+                "INSERT INTO feedback (turn_id, rating, comment, created_utc) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(turn_id) DO UPDATE SET rating = excluded.rating, "
+                "comment = excluded.comment, created_utc = excluded.created_utc",
+                [turn_id, rating, comment, utc_now()],
+            )
+
+    def search_conversations(self, query: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Full-text search over every turn; one hit per matching turn, with a highlighted snippet."""
+        return [
+            dict(row)
+            for row in self.db.query(
+                "SELECT turns.id AS turn_id, turns.conversation_id, conversations.title, "
+                "snippet(turns_fts, -1, '[', ']', '…', 12) AS snippet FROM turns_fts "
+                "JOIN turns ON turns.id = turns_fts.rowid "
+                "JOIN conversations ON conversations.id = turns.conversation_id "
+                "WHERE turns_fts MATCH ? AND conversations.deleted_utc IS NULL "
+                "ORDER BY rank LIMIT ?",
+                [_fts_query(query), limit],
+            )
+        ]
+
+    def export_conversation(self, conversation_id: int) -> dict[str, Any]:
+        """A conversation and its current turns, for saving as JSON or Markdown."""
+        rows = list(self.db.query("SELECT * FROM conversations WHERE id = ?", [conversation_id]))
+        if not rows:
+            raise StoreError(f"there is no conversation {conversation_id}")
+        conversation = rows[0]
+        turns = [
+            {
+                key: turn[key]
+                for key in (
+                    "id",
+                    "created_utc",
+                    "user_text",
+                    "answer_text",
+                    "model_id",
+                    "status",
+                    "rating",
+                    "prompt_tokens",
+                    "completion_tokens",
+                    "ttft_ms",
+                    "decode_tok_s",
+                )
+            }
+            for turn in self.conversation_turns(conversation_id)
+        ]
+        return {
+            "id": conversation["id"],
+            "title": conversation["title"],
+            "created_utc": conversation["created_utc"],
+            "turns": turns,
+        }
+
+
+def conversation_markdown(export: dict[str, Any]) -> str:
+    """A conversation export as a Markdown document."""
+    lines = [f"# {export['title']}", "", f"_Started {export['created_utc']}_", ""]
+    for turn in export["turns"]:
+        lines += ["## You", "", turn["user_text"], "", f"## {turn['model_id']}", ""]
+        lines += [turn["answer_text"] or f"_({turn['status']})_", ""]
+    return "\n".join(lines)
 
 
 def _title_from(text: str) -> str:

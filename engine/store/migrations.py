@@ -115,6 +115,23 @@ def m002_turns_fts(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m003_conversation_care(db: sqlite_utils.Database) -> None:
+    """Undoable deletes, turns replaced by a regenerate or an edit, and the user's thumbs up/down."""
+    db.execute("ALTER TABLE conversations ADD COLUMN deleted_utc TEXT")
+    db.execute("ALTER TABLE turns ADD COLUMN replaced_by INTEGER REFERENCES turns(id) ON DELETE SET NULL")
+    db.execute(
+        """
+        CREATE TABLE feedback (
+            turn_id INTEGER PRIMARY KEY REFERENCES turns(id) ON DELETE CASCADE,
+            rating INTEGER NOT NULL CHECK (rating IN (-1, 1)),
+            comment TEXT NOT NULL DEFAULT '',
+            created_utc TEXT NOT NULL
+        )
+        """
+    )
+
+
 def applied(db: sqlite_utils.Database) -> set[str]:
     if "_migrations" not in db.table_names():
         return set()
