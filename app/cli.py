@@ -49,10 +49,27 @@ def emit_json(record: dict[str, Any]) -> None:
 def cli(ctx: click.Context, debug: bool) -> None:
     """Understudy: an on-device assistant whose small models learn their part from the log.
 
-    Without a command it starts a chat on the default local model.
+    Without a command it opens the desktop app.
     """
     if ctx.invoked_subcommand is None:
-        ctx.invoke(chat)
+        ctx.invoke(app_command)
+
+
+@cli.command("app")
+@click.option("--self-test", is_flag=True, help="Send one prompt through the real window, then exit.")
+@click.option(
+    "--screenshot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --self-test: save a picture of the window after the answer.",
+)
+@click.option("--startup-probe", is_flag=True, hidden=True, help="Used by `bench startup`.")
+def app_command(self_test: bool, screenshot: Path | None, startup_probe: bool) -> None:
+    """Open the desktop app (Qt)."""
+    from app.gui import run_app
+
+    code = run_app(self_test=self_test, screenshot=screenshot, startup_probe=startup_probe)
+    if code:
+        raise SystemExit(code)
 
 
 # chat ---------------------------------------------------------------------------------------------
@@ -64,8 +81,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("-c", "--continue", "continue_last", is_flag=True, help="Continue the last conversation.")
 @click.option("--cid", "conversation_id", type=int, help="Continue the conversation with this ID.")
 @click.option("-s", "--system", "system_prompt", help="System prompt for this chat.")
-@click.option("--max-tokens", type=click.IntRange(1), default=512, show_default=True)
-@click.option("--temperature", type=click.FloatRange(0.0, 2.0), default=0.2, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(1), help="Longest answer (default: from settings).")
+@click.option("--temperature", type=click.FloatRange(0.0, 2.0), help="Default: from settings.")
 @click.option("--seed", type=int, help="Sampling seed, for repeatable answers.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: tokens, then the turn.")
 def chat(
@@ -74,8 +91,8 @@ def chat(
     continue_last: bool,
     conversation_id: int | None,
     system_prompt: str | None,
-    max_tokens: int,
-    temperature: float,
+    max_tokens: int | None,
+    temperature: float | None,
     seed: int | None,
     as_json: bool,
 ) -> None:
@@ -83,18 +100,24 @@ def chat(
 
     Every turn is logged. Ctrl-C stops the answer being written; Ctrl-D or /exit leaves the chat.
     """
+    from dataclasses import replace
+
     from engine.agent import Agent
-    from engine.backends import GenerationOptions
     from engine.catalog import load_catalog
+    from engine.settings import load_settings
     from engine.store import Store
 
+    settings = load_settings()
     store = Store.open()
-    agent = Agent(
-        store,
-        load_catalog(),
-        generation=GenerationOptions(max_tokens=max_tokens, temperature=temperature, seed=seed),
-        system_prompt=system_prompt,
+    agent = Agent.from_settings(store, load_catalog(), settings)
+    agent.generation = replace(
+        agent.generation,
+        max_tokens=max_tokens or settings.max_tokens,
+        temperature=settings.temperature if temperature is None else temperature,
+        seed=seed,
     )
+    if system_prompt is not None:
+        agent.system_prompt = system_prompt
     if continue_last and conversation_id is None:
         conversation_id = store.latest_conversation_id()
     if prompt is not None:
@@ -103,7 +126,7 @@ def chat(
 
     interactive = sys.stdin.isatty()
     if interactive and not as_json:
-        entry = agent.catalog.get(model_id)
+        entry = agent.model_entry(model_id)
         click.echo(f"Chatting with {entry.name}. Ctrl-C stops an answer, /exit or Ctrl-D leaves.")
     while True:
         try:
@@ -204,8 +227,10 @@ def models_list(as_json: bool) -> None:
 
     from engine import catalog
     from engine.backends.llama_cpp import gpu_offload_supported
+    from engine.settings import load_settings
 
     model_catalog = catalog.load_catalog()
+    default_model = load_settings().default_model or model_catalog.default_generalist
     memory = psutil.virtual_memory()
     gpu = gpu_offload_supported()
     for entry in model_catalog:
@@ -222,7 +247,7 @@ def models_list(as_json: bool) -> None:
             "licence": entry.licence,
             "source": entry.source.describe(),
             "installed": catalog.is_installed(entry),
-            "default": entry.id == model_catalog.default_generalist,
+            "default": entry.id == default_model,
             "fit": catalog.fit_hint(entry, memory.total // 2**20, memory.available // 2**20, gpu),
         }
         if as_json:
@@ -355,6 +380,21 @@ def bench_decode(model_id: str | None, rounds: int, max_tokens: int, as_json: bo
     else:
         for key, value in result.items():
             click.echo(f"{key:<20} {value}")
+
+
+@bench.command("startup")
+@click.option("--rounds", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_startup(rounds: int, as_json: bool) -> None:
+    """Time to the first shown window and to model-ready, against a bare Qt window, side by side."""
+    from app.startup_bench import bench_startup as run
+
+    result = run(rounds=rounds)
+    if as_json:
+        emit_json(result)
+    else:
+        for key, value in result.items():
+            click.echo(f"{key:<24} {value}")
 
 
 def main() -> None:

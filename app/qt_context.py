@@ -18,6 +18,7 @@ class AppContext(QObject):
     settings_changed = Signal(object)  # Settings, after they were saved
     catalog_changed = Signal(object)  # Catalog, after a reload (a download, a new default)
     notification = Signal(str, str)  # kind ("error" | "info"), message
+    actionable_notification = Signal(str, str, object)  # message, action text, callback
 
     def __init__(self, catalog: Catalog, settings: Settings):
         super().__init__()
@@ -29,6 +30,10 @@ class AppContext(QObject):
 
     def notify_info(self, message: str) -> None:
         self.notification.emit("info", message)
+
+    def notify_with_action(self, message: str, action_text: str, action) -> None:
+        """News the user can act on, such as "Conversation deleted [Undo]"."""
+        self.actionable_notification.emit(message, action_text, action)
 
     def update_settings(self, **changes) -> None:
         """Validate and save changed settings off the GUI thread; ``settings_changed`` follows."""

@@ -11,17 +11,21 @@ import logging
 import threading
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from engine import paths
 from engine.errors import UnderstudyError
-from engine.store import Store
+
+if TYPE_CHECKING:
+    from engine.store import Store
 
 log = logging.getLogger(__name__)
 _thread_state = threading.local()
 _pool: QThreadPool | None = None
+# Jobs in flight, so Python keeps them (and their signal objects) alive until they report back.
+_running: set[QRunnable] = set()
 
 
 def job_pool() -> QThreadPool:
@@ -34,7 +38,12 @@ def job_pool() -> QThreadPool:
 
 
 def thread_store() -> Store:
-    """This thread's connection to the database in the current data dir."""
+    """This thread's connection to the database in the current data dir.
+
+    Imported here, in a pool thread, so sqlite-utils (and the numpy it pulls in) never slows start-up.
+    """
+    from engine.store import Store
+
     stores: dict[str, Store] = getattr(_thread_state, "stores", None) or {}
     _thread_state.stores = stores
     path = str(paths.database_path())
@@ -90,8 +99,16 @@ def run_in_background(
         job.signals.failed.connect(on_failed)
     if on_progress is not None:
         job.signals.progress.connect(on_progress)
-    job_pool().start(job)
+    _start(job)
     return job
+
+
+def _start(job: Job | GenerationJob) -> None:
+    job.setAutoDelete(False)
+    _running.add(job)
+    job.signals.finished.connect(lambda _result: _running.discard(job))
+    job.signals.failed.connect(lambda _message: _running.discard(job))
+    job_pool().start(job)
 
 
 class GenerationSignals(QObject):
@@ -129,5 +146,5 @@ class GenerationJob(QRunnable):
 
 
 def start_generation(job: GenerationJob) -> GenerationJob:
-    job_pool().start(job)
+    _start(job)
     return job
