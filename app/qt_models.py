@@ -39,14 +39,14 @@ COLUMNS = (
     "Name",
     "ID",
     "Role",
-    "Family",
-    "Quantisation",
-    "Size (MB)",
-    "RAM needed (MB)",
-    "Source",
     "Status",
     "Fit here",
     "Default",
+    "Size (MB)",
+    "RAM needed (MB)",
+    "Family",
+    "Quantisation",
+    "Source",
 )
 ID_COLUMN = COLUMNS.index("ID")
 NUMBER_COLUMNS = frozenset({COLUMNS.index("Size (MB)"), COLUMNS.index("RAM needed (MB)")})
@@ -234,14 +234,14 @@ class QtModelsSection(QWidget):
                 entry.name,
                 entry.id,
                 entry.role,
-                entry.family,
-                entry.quantisation,
-                f"{entry.size_mb:,}",
-                f"{entry.ram_mb:,}",
-                entry.source.describe(),
                 INSTALLED if row.installed else "Available",
                 row.fit,
                 DEFAULT_MARK if entry.id == default_id else "",
+                f"{entry.size_mb:,}",
+                f"{entry.ram_mb:,}",
+                entry.family,
+                entry.quantisation,
+                entry.source.describe(),
             )
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)

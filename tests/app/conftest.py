@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -10,9 +11,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 @pytest.fixture(autouse=True)
-def no_worker_left_running(request):
+def no_worker_left_running():
     yield
-    if "qtbot" not in request.fixturenames:
+    if "app.qt_workers" not in sys.modules:
         return
     from app.qt_workers import job_pool
 

@@ -16,7 +16,6 @@ from PySide6.QtCore import Qt
 
 from app.qt_context import AppContext
 from app.qt_models import COLUMNS, DEFAULT_MARK, INSTALLED, QtModelsSection
-from app.qt_workers import job_pool
 from engine import catalog, settings
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -24,13 +23,6 @@ HUB_MODEL = "qwen2.5-1.5b-instruct"
 SLOW_PAYLOAD = b"GGUF" + bytes(range(256)) * 16384  # about 4 MB, sent in 64 KB pieces
 SLOW_PIECE = 64 * 1024
 SLOW_PIECE_DELAY_S = 0.05  # the whole file would take about 3 s
-
-
-@pytest.fixture(autouse=True)
-def no_job_left_running():
-    """Every background job a test started has ended before the next test begins."""
-    yield
-    assert job_pool().waitForDone(10_000)
 
 
 @pytest.fixture
