@@ -93,7 +93,7 @@ class Agent:
             raise UnderstudyError(
                 f"there is no conversation {conversation_id}; `understudy logs` shows the ones there are"
             )
-        messages = self._messages_for(conversation_id, user_text, before_turn_id=replacing)
+        messages = self.messages_for(conversation_id, user_text, before_turn_id=replacing)
         call = ModelCallRecord(model_id=entry.id, backend=entry.backend, messages=messages)
         turn = TurnRecord(
             conversation_id=conversation_id,
@@ -127,9 +127,10 @@ class Agent:
             log_ms=log_ms,
         )
 
-    def _messages_for(
+    def messages_for(
         self, conversation_id: int | None, user_text: str, before_turn_id: int | None = None
     ) -> list[Message]:
+        """What the model is sent: the system prompt, the conversation so far, the new message."""
         messages: list[Message] = []
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})

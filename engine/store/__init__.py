@@ -113,7 +113,7 @@ class Store:
                 raise StoreError(_explain(error, self.path)) from error
             raise
 
-    def _insert(self, table: str, row: dict[str, Any]) -> int:
+    def insert(self, table: str, row: dict[str, Any]) -> int:
         # Plain SQL: sqlite-utils' insert() commits on its own, which would split the turn's transaction.
         columns = ", ".join(row)
         placeholders = ", ".join("?" for _ in row)
@@ -126,7 +126,7 @@ class Store:
 
     def create_conversation(self, title: str) -> int:
         with self.transaction():
-            return self._insert("conversations", {"title": _title_from(title), "created_utc": utc_now()})
+            return self.insert("conversations", {"title": _title_from(title), "created_utc": utc_now()})
 
     def latest_conversation_id(self) -> int | None:
         rows = list(self.db.query("SELECT id FROM conversations ORDER BY id DESC LIMIT 1"))
@@ -157,32 +157,35 @@ class Store:
     def log_turn(self, turn: TurnRecord) -> int:
         """Write a turn and its model calls in one transaction; return the turn id."""
         with self.transaction():
-            if turn.conversation_id is None:
-                turn.conversation_id = self._insert(
-                    "conversations",
-                    {"title": _title_from(turn.user_text), "created_utc": utc_now()},
-                )
-            turn_id = self._insert(
-                "turns",
-                {
-                    "conversation_id": turn.conversation_id,
-                    "created_utc": utc_now(),
-                    "user_text": turn.user_text,
-                    "answer_text": turn.answer_text,
-                    "route": turn.route,
-                    "model_id": turn.model_id,
-                    "adapter_id": turn.adapter_id,
-                    "status": turn.status,
-                    "error": turn.error,
-                },
+            return self.write_turn(turn)
+
+    def write_turn(self, turn: TurnRecord) -> int:
+        """Write a turn inside the caller's transaction (for records that must commit with it)."""
+        if turn.conversation_id is None:
+            turn.conversation_id = self.insert(
+                "conversations", {"title": _title_from(turn.user_text), "created_utc": utc_now()}
             )
-            for call in turn.model_calls:
-                row = asdict(call)
-                row["messages_json"] = json.dumps(row.pop("messages"), ensure_ascii=False)
-                row["turn_id"] = turn_id
-                self._insert("model_calls", row)
-            for replaced in turn.replaces:
-                self.db.execute("UPDATE turns SET replaced_by = ? WHERE id = ?", [turn_id, replaced])
+        turn_id = self.insert(
+            "turns",
+            {
+                "conversation_id": turn.conversation_id,
+                "created_utc": utc_now(),
+                "user_text": turn.user_text,
+                "answer_text": turn.answer_text,
+                "route": turn.route,
+                "model_id": turn.model_id,
+                "adapter_id": turn.adapter_id,
+                "status": turn.status,
+                "error": turn.error,
+            },
+        )
+        for call in turn.model_calls:
+            row = asdict(call)
+            row["messages_json"] = json.dumps(row.pop("messages"), ensure_ascii=False)
+            row["turn_id"] = turn_id
+            self.insert("model_calls", row)
+        for replaced in turn.replaces:
+            self.db.execute("UPDATE turns SET replaced_by = ? WHERE id = ?", [turn_id, replaced])
         return turn_id
 
     def recent_turns(self, limit: int = 10, query: str | None = None) -> list[dict[str, Any]]:

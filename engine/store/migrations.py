@@ -132,6 +132,56 @@ def m003_conversation_care(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m004_escalations(db: sqlite_utils.Database) -> None:
+    """Consent-gated cloud calls: every proposal, its decision, the exact payload and what came back;
+    approved answers become teacher examples for tuning."""
+    db.execute(
+        """
+        CREATE TABLE escalations (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER REFERENCES conversations(id) ON DELETE SET NULL,
+            turn_id INTEGER REFERENCES turns(id) ON DELETE SET NULL,
+            created_utc TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (
+                status IN ('pending', 'approved', 'denied', 'sent', 'partial', 'failed')
+            ),
+            reason TEXT NOT NULL,
+            task_type TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            user_text TEXT NOT NULL,
+            payload_json TEXT NOT NULL,
+            placeholders_json TEXT NOT NULL DEFAULT '{}',
+            estimated_cost_usd REAL,
+            decided_by TEXT,
+            consent_utc TEXT,
+            sent_utc TEXT,
+            response_text TEXT,
+            restored_text TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cost_usd REAL,
+            error TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX escalations_by_status ON escalations(status, id)")
+    db.execute(
+        """
+        CREATE TABLE teacher_examples (
+            id INTEGER PRIMARY KEY,
+            escalation_id INTEGER NOT NULL REFERENCES escalations(id) ON DELETE CASCADE,
+            task_type TEXT NOT NULL,
+            request_text TEXT NOT NULL,
+            payload_json TEXT NOT NULL,
+            answer_text TEXT NOT NULL,
+            created_utc TEXT NOT NULL
+        )
+        """
+    )
+
+
 def applied(db: sqlite_utils.Database) -> set[str]:
     if "_migrations" not in db.table_names():
         return set()

@@ -1,0 +1,455 @@
+"""Escalation to a cloud model, only with the user's consent (S6's exception, and S5's teacher).
+
+The rules live in this module, not in any UI: nothing is sent without an approved consent record, the
+bytes sent are exactly the stored (redacted) payload the user saw, keys live only in the OS keychain,
+and the local-only switch is checked again right before sending, so no caller can bypass it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Generator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from engine import paths
+from engine.errors import UnderstudyError
+from engine.store import ModelCallRecord, Store, TurnRecord, utc_now
+
+KEYRING_SERVICE = "understudy"
+DEFAULT_TASK_TYPE = "general"
+DEFAULT_MAX_TOKENS = 1024
+REQUEST_TIMEOUT_S = 60.0
+Decision = Literal["allow_once", "always", "deny"]
+
+# Well-known OpenAI-compatible endpoints; prices change often, so they are left for the user to set.
+PRESETS: dict[str, tuple[str, str]] = {
+    "openai": ("https://api.openai.com/v1", "gpt-4o-mini"),
+    "openrouter": ("https://openrouter.ai/api/v1", "openai/gpt-4o-mini"),
+    "mistral": ("https://api.mistral.ai/v1", "mistral-small-latest"),
+    "groq": ("https://api.groq.com/openai/v1", "llama-3.3-70b-versatile"),
+    "together": ("https://api.together.xyz/v1", "meta-llama/Llama-3.3-70B-Instruct-Turbo"),
+    "ollama": ("http://127.0.0.1:11434/v1", "llama3.2"),
+    "lmstudio": ("http://127.0.0.1:1234/v1", "local-model"),
+}
+
+
+class EscalationError(UnderstudyError):
+    """A cloud call was refused (no consent, local-only) or failed; nothing was lost."""
+
+
+class KeyringError(UnderstudyError):
+    """No secure keychain to hold an API key."""
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    base_url: str
+    model: str
+    price_in_per_million: float | None = None
+    price_out_per_million: float | None = None
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        if self.price_in_per_million is None or self.price_out_per_million is None:
+            return None
+        return (
+            prompt_tokens * self.price_in_per_million + completion_tokens * self.price_out_per_million
+        ) / 1_000_000
+
+
+@dataclass
+class CloudConfig:
+    """Providers, the one in use, the local-only switch and "always" consents; never a key."""
+
+    providers: dict[str, Provider] = field(default_factory=dict)
+    active: str | None = None
+    local_only: bool = False
+    always_allowed: list[list[str]] = field(default_factory=list)  # [provider, task type] pairs
+
+    def provider(self, name: str | None = None) -> Provider:
+        wanted = name or self.active
+        if wanted is None:
+            raise EscalationError(
+                "no cloud provider is set up; add one with `understudy cloud add NAME --base-url URL "
+                "--model MODEL` and choose it with `understudy cloud use NAME`"
+            )
+        try:
+            return self.providers[wanted]
+        except KeyError:
+            known = ", ".join(sorted(self.providers)) or "none"
+            raise EscalationError(f"no cloud provider '{wanted}'; configured: {known}") from None
+
+    def is_always_allowed(self, provider: str, task_type: str) -> bool:
+        return [provider, task_type] in self.always_allowed
+
+
+def cloud_config_path() -> Path:
+    return paths.data_dir() / "cloud.json"
+
+
+def load_cloud_config() -> CloudConfig:
+    path = cloud_config_path()
+    if not path.exists():
+        return CloudConfig()
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        providers = {name: Provider(**values) for name, values in raw.get("providers", {}).items()}
+        return CloudConfig(
+            providers=providers,
+            active=raw.get("active"),
+            local_only=bool(raw.get("local_only", False)),
+            always_allowed=[list(pair) for pair in raw.get("always_allowed", [])],
+        )
+    except (OSError, ValueError, TypeError) as error:
+        raise EscalationError(
+            f"{path} is damaged ({error}); fix it or delete it and add your providers again"
+        ) from error
+
+
+def save_cloud_config(config: CloudConfig) -> None:
+    path = cloud_config_path()
+    partial = path.with_name(path.name + ".partial")
+    document = {
+        "providers": {name: asdict(provider) for name, provider in config.providers.items()},
+        "active": config.active,
+        "local_only": config.local_only,
+        "always_allowed": config.always_allowed,
+    }
+    try:
+        with partial.open("w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        partial.replace(path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise EscalationError(f"could not save {path}: {error.strerror or error}") from error
+
+
+# Keys --------------------------------------------------------------------------------------------------
+
+
+def _insecure_backend_name() -> str | None:
+    """The name of the keyring backend when it would lose or expose keys, else None."""
+    import keyring
+    from keyring.backends import chainer, fail
+
+    backend = keyring.get_keyring()
+    candidates = backend.backends if isinstance(backend, chainer.ChainerBackend) else [backend]
+    secure = [
+        candidate
+        for candidate in candidates
+        if not isinstance(candidate, fail.Keyring)
+        and "plaintext" not in type(candidate).__name__.lower()
+        and "null" not in type(candidate).__module__.lower()
+    ]
+    return None if secure else f"{type(backend).__module__}.{type(backend).__name__}"
+
+
+def store_key(provider: str, key: str) -> None:
+    """Put an API key in the OS keychain; refuse when only a plaintext or null keyring exists."""
+    key = key.strip()
+    if not key:
+        raise KeyringError("the key is empty; paste the provider's API key")
+    insecure = _insecure_backend_name()
+    if insecure:
+        raise KeyringError(
+            f"no secure keychain is available (keyring backend: {insecure}), so the key was not "
+            "stored. Install and unlock one: GNOME Keyring or KWallet on Linux (Secret Service), "
+            "Keychain on macOS, Credential Locker on Windows"
+        )
+    import keyring
+
+    keyring.set_password(KEYRING_SERVICE, provider, key)
+
+
+def load_key(provider: str) -> str | None:
+    if _insecure_backend_name():
+        return None
+    import keyring
+
+    return keyring.get_password(KEYRING_SERVICE, provider)
+
+
+# Escalations --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SendResult:
+    escalation_id: int
+    turn_id: int | None  # the cloud answer's turn in the conversation
+    conversation_id: int | None
+    status: str
+    answer: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+
+
+class Escalations:
+    """Proposals, consent and sending; one per thread (it holds that thread's store)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def propose(
+        self,
+        messages: list[dict[str, str]],
+        reason: str,
+        conversation_id: int | None = None,
+        turn_id: int | None = None,
+        task_type: str = DEFAULT_TASK_TYPE,
+        provider_name: str | None = None,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+    ) -> int:
+        """Record a pending escalation whose payload is the redacted request; return its id.
+
+        With the local-only switch on this refuses; with an "always" consent for this provider and
+        task type the record is approved at once (decided_by = "always").
+        """
+        from engine.redact import redact_many
+
+        config = load_cloud_config()
+        if config.local_only:
+            raise EscalationError(
+                "local-only mode is on, so nothing can go to the cloud; turn it off with "
+                "`understudy cloud local-only off` (or in Settings) first"
+            )
+        provider = config.provider(provider_name)
+        redacted, placeholders = redact_many([message["content"] for message in messages])
+        payload = {
+            "model": provider.model,
+            "messages": [
+                {"role": message["role"], "content": text}
+                for message, text in zip(messages, redacted, strict=True)
+            ],
+            "max_tokens": max_tokens,
+            "stream": True,
+        }
+        prompt_estimate = sum(len(text) for text in redacted) // 4 + 8 * len(redacted)
+        always = config.is_always_allowed(provider.name, task_type)
+        with self.store.transaction():
+            return self.store.insert(
+                "escalations",
+                {
+                    "conversation_id": conversation_id,
+                    "turn_id": turn_id,
+                    "created_utc": utc_now(),
+                    "status": "approved" if always else "pending",
+                    "reason": reason,
+                    "task_type": task_type,
+                    "provider": provider.name,
+                    "model": provider.model,
+                    "user_text": messages[-1]["content"],
+                    "payload_json": json.dumps(payload, ensure_ascii=False),
+                    "placeholders_json": json.dumps(placeholders, ensure_ascii=False),
+                    "estimated_cost_usd": provider.cost(prompt_estimate, max_tokens),
+                    "decided_by": "always" if always else None,
+                    "consent_utc": utc_now() if always else None,
+                },
+            )
+
+    def get(self, escalation_id: int) -> dict[str, Any]:
+        rows = list(self.store.db.query("SELECT * FROM escalations WHERE id = ?", [escalation_id]))
+        if not rows:
+            raise EscalationError(
+                f"there is no escalation {escalation_id}; `understudy escalations list` shows them"
+            )
+        row = dict(rows[0])
+        row["payload"] = json.loads(row.pop("payload_json"))
+        return row
+
+    def recent(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        where, parameters = ("WHERE status = ?", [status]) if status else ("", [])
+        ids = [
+            row["id"]
+            for row in self.store.db.query(
+                f"SELECT id FROM escalations {where} ORDER BY id DESC LIMIT ?", [*parameters, limit]
+            )
+        ]
+        return [self.get(escalation_id) for escalation_id in ids]
+
+    def total_spend(self) -> float:
+        rows = list(self.store.db.query("SELECT COALESCE(SUM(cost_usd), 0) AS spend FROM escalations"))
+        return float(rows[0]["spend"])
+
+    def edit_payload(self, escalation_id: int, payload: dict[str, Any]) -> None:
+        """Replace a pending payload with the user's edit; what is stored is what will be sent."""
+        if self.get(escalation_id)["status"] != "pending":
+            raise EscalationError(f"escalation {escalation_id} is no longer pending; it can't be edited")
+        if not isinstance(payload.get("messages"), list) or not payload.get("model"):
+            raise EscalationError("an edited payload still needs 'model' and a list of 'messages'")
+        payload = {**payload, "stream": True}
+        with self.store.transaction():
+            self.store.db.execute(
+                "UPDATE escalations SET payload_json = ? WHERE id = ?",
+                [json.dumps(payload, ensure_ascii=False), escalation_id],
+            )
+
+    def decide(self, escalation_id: int, decision: Decision, decided_by: str = "user") -> None:
+        """Record the user's consent (allow once / always for this task type) or denial."""
+        escalation = self.get(escalation_id)
+        if escalation["status"] not in ("pending", "failed", "partial"):
+            raise EscalationError(
+                f"escalation {escalation_id} is already {escalation['status']}; nothing to decide"
+            )
+        if decision == "always":
+            config = load_cloud_config()
+            pair = [escalation["provider"], escalation["task_type"]]
+            if pair not in config.always_allowed:
+                config.always_allowed.append(pair)
+                save_cloud_config(config)
+        status = "denied" if decision == "deny" else "approved"
+        with self.store.transaction():
+            self.store.db.execute(
+                "UPDATE escalations SET status = ?, decided_by = ?, consent_utc = ? WHERE id = ?",
+                [status, decided_by, utc_now(), escalation_id],
+            )
+
+    def send(
+        self, escalation_id: int, cancel: threading.Event | None = None
+    ) -> Generator[str, None, SendResult]:
+        """Send an approved escalation's stored payload, byte for byte, and stream the answer.
+
+        Streamed pieces may contain placeholders; the result's answer has the originals restored.
+        """
+        from engine.redact import restore
+
+        escalation = self.get(escalation_id)
+        if escalation["status"] not in ("approved",):
+            raise EscalationError(
+                f"escalation {escalation_id} is {escalation['status']}, not approved: nothing was sent"
+            )
+        config = load_cloud_config()
+        if config.local_only:
+            raise EscalationError(
+                f"local-only mode is on, so escalation {escalation_id} was not sent; turn it off with "
+                "`understudy cloud local-only off` and approve it again"
+            )
+        provider = config.provider(escalation["provider"])
+        pieces: list[str] = []
+        usage = None
+        error_message = None
+        try:
+            for piece, chunk_usage in _stream_completion(provider, escalation["payload"], cancel):
+                if chunk_usage is not None:
+                    usage = chunk_usage
+                if piece:
+                    pieces.append(piece)
+                    yield piece
+        except EscalationError as error:
+            error_message = str(error)
+        answer = "".join(pieces)
+        placeholders = json.loads(escalation["placeholders_json"])
+        restored = restore(answer, placeholders)
+        payload_text = json.dumps(escalation["payload"]["messages"], ensure_ascii=False)
+        prompt_tokens = usage[0] if usage else len(payload_text) // 4
+        completion_tokens = usage[1] if usage else len(answer) // 4
+        cost = provider.cost(prompt_tokens, completion_tokens)
+        status = "sent" if error_message is None else ("partial" if answer else "failed")
+        turn = TurnRecord(
+            conversation_id=escalation["conversation_id"],
+            user_text=escalation["user_text"],
+            model_id=f"{provider.name}:{provider.model}",
+            answer_text=restored,
+            route="cloud",
+            status="ok" if status == "sent" else "error",
+            error=error_message,
+            model_calls=[
+                ModelCallRecord(
+                    model_id=f"{provider.name}:{provider.model}",
+                    backend="openai_compatible",
+                    messages=escalation["payload"]["messages"],
+                    response_text=answer,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    finish_reason="stop" if status == "sent" else "error",
+                    error=error_message,
+                )
+            ],
+        )
+        turn_id = None
+        with self.store.transaction():
+            if status != "failed":
+                turn_id = self.store.write_turn(turn)
+            self.store.db.execute(
+                "UPDATE escalations SET status = ?, sent_utc = ?, response_text = ?, restored_text = ?, "
+                "prompt_tokens = ?, completion_tokens = ?, cost_usd = ?, error = ?, "
+                "conversation_id = ? WHERE id = ?",
+                [
+                    status, utc_now(), answer, restored, prompt_tokens, completion_tokens, cost,
+                    error_message, turn.conversation_id, escalation_id,
+                ],
+            )  # fmt: skip
+            if status == "sent":
+                self.store.insert(
+                    "teacher_examples",
+                    {
+                        "escalation_id": escalation_id,
+                        "task_type": escalation["task_type"],
+                        "request_text": escalation["user_text"],
+                        "payload_json": json.dumps(escalation["payload"], ensure_ascii=False),
+                        "answer_text": answer,
+                        "created_utc": utc_now(),
+                    },
+                )
+        if error_message is not None:
+            kept = " The part that arrived is kept." if answer else ""
+            raise EscalationError(
+                f"{error_message}.{kept} Retry with `understudy escalations approve {escalation_id}`"
+            )
+        return SendResult(
+            escalation_id,
+            turn_id,
+            turn.conversation_id,
+            status,
+            restored,
+            prompt_tokens,
+            completion_tokens,
+            cost,
+        )
+
+
+def _stream_completion(
+    provider: Provider, payload: dict[str, Any], cancel: threading.Event | None
+) -> Generator[tuple[str, tuple[int, int] | None], None, None]:
+    """Stream a chat completion with the official SDK; the body is exactly ``payload``."""
+    import openai
+
+    client = openai.OpenAI(
+        base_url=provider.base_url,
+        api_key=load_key(provider.name) or "no-key",
+        max_retries=0,
+        timeout=REQUEST_TIMEOUT_S,
+    )
+    try:
+        stream = client.chat.completions.create(**payload)
+        with stream:
+            for chunk in stream:
+                if cancel is not None and cancel.is_set():
+                    raise EscalationError("stopped by you before the answer was complete")
+                usage = (chunk.usage.prompt_tokens, chunk.usage.completion_tokens) if chunk.usage else None
+                text = chunk.choices[0].delta.content if chunk.choices else None
+                yield text or "", usage
+    except openai.APITimeoutError as error:
+        raise EscalationError(f"{provider.name} did not answer within {REQUEST_TIMEOUT_S:.0f} s") from error
+    except openai.APIConnectionError as error:
+        raise EscalationError(
+            f"could not reach {provider.name} at {provider.base_url} (is it running, is the address "
+            "right, is this machine online?)"
+        ) from error
+    except openai.RateLimitError as error:
+        raise EscalationError(f"{provider.name} is rate-limiting requests (429); wait a moment") from error
+    except openai.AuthenticationError as error:
+        raise EscalationError(
+            f"{provider.name} rejected the API key (401); set it again with "
+            f"`understudy cloud key {provider.name}`"
+        ) from error
+    except openai.APIStatusError as error:
+        raise EscalationError(
+            f"{provider.name} answered with an error ({error.status_code}): {error.message}"
+        ) from error
