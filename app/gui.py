@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QApplication
 
 from app.qt_chat import QtChatSection
 from app.qt_context import AppContext
+from app.qt_escalations import QtEscalationsSection
 from app.qt_main_window import QtMainWindow, window_state
 from app.qt_models import QtModelsSection
 from app.qt_settings import QtSettingsSection
@@ -39,9 +40,25 @@ def build_window(app: QApplication) -> QtMainWindow:
     window = QtMainWindow(context)
     window.chat = QtChatSection(context)
     window.add_section(window.chat)
+    window.escalations = QtEscalationsSection(context)
+    window.add_section(window.escalations)
     window.add_section(QtModelsSection(context))
     window.add_section(QtSettingsSection(context))
     window.chat.answer_speed.connect(window.show_speed)
+
+    def review(escalation_id: int) -> None:
+        window.show_section("Escalations")
+        window.escalations.select(escalation_id)
+
+    window.chat.escalation_proposed.connect(review)
+
+    def cloud_answered(result) -> None:
+        window.show_locality(cloud=True)
+        if result.conversation_id is not None and result.conversation_id == window.chat.conversation_id:
+            window.chat.open_conversation(result.conversation_id)
+
+    window.escalations.escalation_sent.connect(cloud_answered)
+    window.chat.turn_finished.connect(lambda _result: window.show_locality(cloud=False))
     if settings_problem:
         context.notify_error(f"{settings_problem}. Using the default settings for now.")
     return window

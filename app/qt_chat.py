@@ -247,6 +247,7 @@ class QtAssistantMessage(QFrame):
     """An answer rendered as Markdown, with its footer and the actions on it."""
 
     regenerate_requested = Signal(int)
+    cloud_requested = Signal(int)
     feedback_given = Signal(int, object)  # turn id, rating (1, -1 or None)
 
     def __init__(self, parent=None):
@@ -265,6 +266,8 @@ class QtAssistantMessage(QFrame):
         self.copy_button.clicked.connect(self._on_copy)
         self.regenerate_button = self._tool("Regenerate", "Answer this again")
         self.regenerate_button.clicked.connect(lambda: self.regenerate_requested.emit(self.turn_id))
+        self.ask_cloud_button = self._tool("Ask the cloud", "Ask a cloud model instead (asks first)")
+        self.ask_cloud_button.clicked.connect(lambda: self.cloud_requested.emit(self.turn_id))
         self.thumbs_up = self._tool("Good", "Good answer")
         self.thumbs_down = self._tool("Bad", "Bad answer")
         for button, rating in ((self.thumbs_up, 1), (self.thumbs_down, -1)):
@@ -272,7 +275,13 @@ class QtAssistantMessage(QFrame):
             button.clicked.connect(lambda checked, rating=rating: self._on_rating(rating, checked))
         actions = QHBoxLayout()
         actions.addWidget(self.footer, 1)
-        for button in (self.copy_button, self.regenerate_button, self.thumbs_up, self.thumbs_down):
+        for button in (
+            self.copy_button,
+            self.regenerate_button,
+            self.ask_cloud_button,
+            self.thumbs_up,
+            self.thumbs_down,
+        ):
             actions.addWidget(button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.browser)
@@ -292,7 +301,13 @@ class QtAssistantMessage(QFrame):
         return button
 
     def _set_actions_enabled(self, enabled: bool) -> None:
-        for button in (self.copy_button, self.regenerate_button, self.thumbs_up, self.thumbs_down):
+        for button in (
+            self.copy_button,
+            self.regenerate_button,
+            self.ask_cloud_button,
+            self.thumbs_up,
+            self.thumbs_down,
+        ):
             button.setEnabled(enabled)
 
     def append(self, piece: str) -> None:
@@ -387,6 +402,7 @@ class QtChatSection(QWidget):
     turn_failed = Signal(str)
     model_ready = Signal(str)  # model id
     answer_speed = Signal(str, object, object)  # model id, threads, tokens per second
+    escalation_proposed = Signal(int)  # escalation id, pending the user's review
     conversation_loaded = Signal(object)  # conversation id
 
     def __init__(self, context: AppContext, parent=None):
@@ -574,6 +590,7 @@ class QtChatSection(QWidget):
     def _add_answer(self) -> QtAssistantMessage:
         answer = QtAssistantMessage()
         answer.regenerate_requested.connect(self.regenerate)
+        answer.cloud_requested.connect(self.ask_cloud)
         answer.feedback_given.connect(self._on_feedback)
         self.messages_layout.insertWidget(self.messages_layout.count() - 1, answer)
         return answer
@@ -642,6 +659,27 @@ class QtChatSection(QWidget):
         text = user.text
         self._remove_messages_from(turn_id)
         self._start_turn(text, replacing=turn_id)
+
+    def ask_cloud(self, turn_id: int) -> None:
+        """Propose sending this turn's question to the cloud; the Escalations section asks first."""
+        widgets = [self.messages_layout.itemAt(i).widget() for i in range(self.messages_layout.count() - 1)]
+        user = next(w for w in widgets if isinstance(w, QtUserMessage) and w.turn_id == turn_id)
+        catalog, settings = self.context.catalog, self.context.settings
+        conversation_id, text = self.conversation_id, user.text
+
+        def propose() -> int:
+            from engine.agent import Agent
+            from engine.escalation import Escalations
+
+            store = thread_store()
+            messages = Agent.from_settings(store, catalog, settings).messages_for(
+                conversation_id, text, before_turn_id=turn_id
+            )
+            return Escalations(store).propose(
+                messages, reason="asked from the chat", conversation_id=conversation_id, turn_id=turn_id
+            )
+
+        run_in_background(propose, self.escalation_proposed.emit, self.context.notify_error)
 
     def start_edit(self, turn_id: int, text: str) -> None:
         if self.current_job is not None:

@@ -115,6 +115,15 @@ class QtMainWindow(QMainWindow):
         if tokens_per_second:
             self.speed_status.setText(f"{tokens_per_second:.1f} tok/s")
 
+    def show_locality(self, cloud: bool) -> None:
+        """The status bar's marker of where the last answer was computed."""
+        if cloud:
+            self.locality_status.setText("☁ Cloud")
+            self.locality_status.setToolTip("The last answer came from a cloud model, with your consent.")
+        else:
+            self.locality_status.setText("● Local")
+            self.locality_status.setToolTip("Answers are computed on this machine; nothing leaves it.")
+
     def _on_notification(self, kind: str, message: str) -> None:
         self.notifications.show_message(kind, message)
 

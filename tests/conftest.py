@@ -34,3 +34,52 @@ def no_network(monkeypatch):
         return real_connect(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+
+
+@pytest.fixture
+def memory_keyring():
+    """An in-memory keychain for the test (headless machines have no secure one)."""
+    import keyring
+    from cloud_stand_in import MemoryKeyring
+
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
+@pytest.fixture(scope="session")
+def cloud_server():
+    """The stand-in cloud: a real OpenAI-compatible llama.cpp server behind a recording proxy."""
+    from cloud_stand_in import LlamaServer, RecordingProxy
+
+    from engine import catalog
+
+    entry = catalog.load_catalog(user=catalog.shipped_catalog_path()).get("smollm2-135m-instruct")
+    server = LlamaServer(catalog.locate(entry))
+    proxy = RecordingProxy(server.port)
+    yield proxy
+    proxy.stop()
+    server.stop()
+
+
+@pytest.fixture
+def cloud(cloud_server, understudy_home):
+    """A configured provider pointing at the stand-in cloud, with the request record cleared."""
+    from engine.escalation import CloudConfig, Provider, save_cloud_config
+
+    cloud_server.requests.clear()
+    understudy_home.mkdir(parents=True, exist_ok=True)
+    save_cloud_config(
+        CloudConfig(
+            providers={
+                "standin": Provider(
+                    "standin", cloud_server.base_url, "stand-in", price_in_per_million=2.0,
+                    price_out_per_million=8.0,
+                )
+            },
+            active="standin",
+        )
+    )  # fmt: skip
+    return cloud_server

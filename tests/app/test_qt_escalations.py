@@ -1,0 +1,108 @@
+"""The review queue against the real stand-in cloud: what is shown is what is sent, or nothing is."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PySide6.QtCore import Qt
+
+from app.gui import build_window, start_background_work
+from app.qt_context import AppContext
+from app.qt_escalations import QtEscalationsSection
+from engine.catalog import load_catalog
+from engine.escalation import Escalations
+from engine.settings import Settings, save_settings
+from engine.store import Store
+
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture
+def section(qtbot, cloud):
+    widget = QtEscalationsSection(AppContext(load_catalog(), Settings()))
+    qtbot.addWidget(widget)
+    return widget
+
+
+def pending(text: str = "Email me at ann@example.org. Say hi in three words.") -> int:
+    store = Store.open()
+    try:
+        return Escalations(store).propose([{"role": "user", "content": text}], reason="test")
+    finally:
+        store.close()
+
+
+def show(qtbot, section, escalation_id: int) -> None:
+    with qtbot.waitSignal(section.refreshed):
+        section.select(escalation_id)
+    assert section.selected_id() == escalation_id
+
+
+def test_allow_once_sends_exactly_the_payload_on_screen(qtbot, section, cloud):
+    escalation_id = pending()
+    show(qtbot, section, escalation_id)
+    shown = json.loads(section.payload_editor.toPlainText())
+    assert "ann@example.org" not in section.payload_editor.toPlainText()
+    assert "[EMAIL_1]" in shown["messages"][0]["content"]
+    with qtbot.waitSignal(section.escalation_sent, timeout=TIMEOUT_MS) as sent:
+        qtbot.mouseClick(section.allow_once_button, Qt.MouseButton.LeftButton)
+    [(_method, _path, _headers, body)] = cloud.requests
+    assert json.loads(body) == shown
+    assert sent.args[0].answer.strip()
+    qtbot.waitUntil(lambda: section.escalations[escalation_id]["status"] == "sent")
+    assert section.spend_label.text().startswith("Spent: $")
+
+
+def test_an_edit_in_the_payload_editor_is_what_is_sent(qtbot, section, cloud):
+    show(qtbot, section, pending())
+    payload = json.loads(section.payload_editor.toPlainText())
+    payload["messages"][0]["content"] = "Say hi."
+    section.payload_editor.setPlainText(json.dumps(payload))
+    with qtbot.waitSignal(section.escalation_sent, timeout=TIMEOUT_MS):
+        qtbot.mouseClick(section.allow_once_button, Qt.MouseButton.LeftButton)
+    [(_method, _path, _headers, body)] = cloud.requests
+    assert json.loads(body)["messages"][0]["content"] == "Say hi."
+
+
+def test_deny_sends_nothing(qtbot, section, cloud):
+    escalation_id = pending()
+    show(qtbot, section, escalation_id)
+    qtbot.mouseClick(section.deny_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: section.escalations[escalation_id]["status"] == "denied")
+    assert cloud.requests == []
+
+
+def test_local_only_sends_nothing_even_when_allowed(qtbot, section, cloud):
+    escalation_id = pending()
+    show(qtbot, section, escalation_id)
+    with qtbot.waitSignal(section.context.notification):
+        section.local_only.setChecked(True)
+    with qtbot.waitSignal(section.escalation_failed, timeout=TIMEOUT_MS) as failed:
+        qtbot.mouseClick(section.allow_once_button, Qt.MouseButton.LeftButton)
+    assert "local-only mode is on" in failed.args[0]
+    assert cloud.requests == []
+
+
+def test_ask_the_cloud_from_a_chat_turn_opens_the_review(qtbot, cloud):
+    save_settings(Settings(max_tokens=16, temperature=0.0))
+    from PySide6.QtWidgets import QApplication
+
+    window = build_window(QApplication.instance())
+    qtbot.addWidget(window)
+    window.show()
+    with qtbot.waitSignal(window.chat.model_ready, timeout=TIMEOUT_MS):
+        start_background_work(window)
+    chat = window.chat
+    chat.input.setPlainText("My name is Ann Lee. What is a haiku?")
+    with qtbot.waitSignal(chat.turn_finished, timeout=TIMEOUT_MS):
+        qtbot.mouseClick(chat.send_button, Qt.MouseButton.LeftButton)
+    answer = chat.messages_layout.itemAt(1).widget()
+    with qtbot.waitSignal(window.escalations.refreshed, timeout=TIMEOUT_MS):
+        qtbot.mouseClick(answer.ask_cloud_button, Qt.MouseButton.LeftButton)
+    assert window.sections.currentWidget() is window.escalations
+    escalation = window.escalations.escalations[window.escalations.selected_id()]
+    assert escalation["status"] == "pending"
+    assert "Ann Lee" not in window.escalations.payload_editor.toPlainText()
+    assert cloud.requests == []
+    window.close()

@@ -1,0 +1,157 @@
+"""Consent-gated escalation against a real OpenAI-compatible server on 127.0.0.1 (no client mocks)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.backends import drain
+from engine.escalation import (
+    CloudConfig,
+    EscalationError,
+    Escalations,
+    KeyringError,
+    load_cloud_config,
+    save_cloud_config,
+    store_key,
+)
+from engine.store import Store
+
+PERSONAL = "My email is jane.doe@example.com and my phone is +44 20 7946 0958. Say hello in five words."
+
+
+@pytest.fixture
+def escalations():
+    return Escalations(Store.open())
+
+
+def propose(escalations, text=PERSONAL, **extra) -> int:
+    return escalations.propose([{"role": "user", "content": text}], reason="asked by the user", **extra)
+
+
+def test_a_proposal_is_pending_with_a_redacted_payload_and_an_estimate(cloud, escalations):
+    escalation = escalations.get(propose(escalations))
+    assert escalation["status"] == "pending"
+    sent_text = escalation["payload"]["messages"][0]["content"]
+    assert "jane.doe@example.com" not in sent_text and "7946" not in sent_text
+    assert "[EMAIL_1]" in sent_text and "[PHONE_1]" in sent_text
+    assert escalation["payload"]["model"] == "stand-in"
+    assert escalation["estimated_cost_usd"] > 0
+    assert cloud.requests == []
+
+
+def test_denied_sends_nothing(cloud, escalations):
+    escalation_id = propose(escalations)
+    escalations.decide(escalation_id, "deny")
+    with pytest.raises(EscalationError, match="denied, not approved: nothing was sent"):
+        drain(escalations.send(escalation_id))
+    assert cloud.requests == []
+
+
+def test_pending_sends_nothing(cloud, escalations):
+    with pytest.raises(EscalationError, match="pending, not approved"):
+        drain(escalations.send(propose(escalations)))
+    assert cloud.requests == []
+
+
+def test_approved_sends_exactly_the_previewed_payload_once(cloud, escalations):
+    escalation_id = propose(escalations)
+    previewed = escalations.get(escalation_id)["payload"]
+    escalations.decide(escalation_id, "allow_once")
+    pieces: list[str] = []
+    result = drain(escalations.send(escalation_id), pieces.append)
+    [(method, path, _headers, body)] = cloud.requests
+    assert (method, path) == ("POST", "/v1/chat/completions")
+    assert json.loads(body) == previewed
+    assert result.status == "sent" and result.answer.strip()
+    assert "".join(pieces).strip()
+    stored = escalations.get(escalation_id)
+    assert stored["status"] == "sent" and stored["cost_usd"] > 0
+    assert stored["completion_tokens"] > 0
+    [teacher] = list(escalations.store.db.query("SELECT * FROM teacher_examples"))
+    assert teacher["escalation_id"] == escalation_id and teacher["request_text"] == PERSONAL
+    assert json.loads(teacher["payload_json"]) == previewed
+
+
+def test_an_edited_payload_is_what_is_sent(cloud, escalations):
+    escalation_id = propose(escalations)
+    payload = escalations.get(escalation_id)["payload"]
+    payload["messages"][0]["content"] = "Say hello."
+    escalations.edit_payload(escalation_id, payload)
+    escalations.decide(escalation_id, "allow_once")
+    drain(escalations.send(escalation_id))
+    [(_method, _path, _headers, body)] = cloud.requests
+    assert json.loads(body)["messages"][0]["content"] == "Say hello."
+
+
+def test_local_only_refuses_to_propose_and_to_send_even_when_approved(cloud, escalations):
+    escalation_id = propose(escalations)
+    escalations.decide(escalation_id, "allow_once")
+    config = load_cloud_config()
+    config.local_only = True
+    save_cloud_config(config)
+    with pytest.raises(EscalationError, match="local-only mode is on"):
+        drain(escalations.send(escalation_id))
+    with pytest.raises(EscalationError, match="local-only mode is on"):
+        propose(escalations)
+    assert cloud.requests == []
+
+
+def test_always_for_a_task_type_approves_the_next_proposal_of_that_type(cloud, escalations):
+    first = propose(escalations, task_type="translation")
+    escalations.decide(first, "always")
+    assert escalations.get(propose(escalations, task_type="translation"))["status"] == "approved"
+    other = escalations.get(propose(escalations, task_type="coding"))
+    assert other["status"] == "pending"
+
+
+def test_a_dead_endpoint_is_a_clear_error_and_the_escalation_can_be_retried(cloud, escalations):
+    config = load_cloud_config()
+    provider = config.providers["standin"]
+    config.providers["standin"] = type(provider)("standin", "http://127.0.0.1:9/v1", provider.model)
+    save_cloud_config(config)
+    escalation_id = propose(escalations)
+    escalations.decide(escalation_id, "allow_once")
+    with pytest.raises(EscalationError, match="could not reach standin.*Retry with"):
+        drain(escalations.send(escalation_id))
+    assert escalations.get(escalation_id)["status"] == "failed"
+    escalations.decide(escalation_id, "allow_once")
+    assert escalations.get(escalation_id)["status"] == "approved"
+
+
+def test_the_key_goes_only_into_the_auth_header_never_to_disk_or_a_prompt(
+    cloud, escalations, memory_keyring, understudy_home
+):
+    canary = "sk-CANARY-0123456789abcdefghijklmnop"
+    store_key("standin", canary)
+    assert memory_keyring.get_password("understudy", "standin") == canary
+    escalation_id = propose(escalations, text="What is 2+2?")
+    escalations.decide(escalation_id, "allow_once")
+    drain(escalations.send(escalation_id))
+    [(_method, _path, headers, body)] = cloud.requests
+    assert {key.lower(): value for key, value in headers.items()}["authorization"] == f"Bearer {canary}"
+    assert canary.encode() not in body
+    escalations.store.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    for path in understudy_home.rglob("*"):
+        if path.is_file():
+            assert canary.encode() not in path.read_bytes(), path
+
+
+def test_no_secure_keyring_means_the_key_is_refused(understudy_home):
+    import keyring
+    from keyring.backends import fail
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        with pytest.raises(KeyringError, match="no secure keychain.*not stored"):
+            store_key("standin", "sk-anything")
+    finally:
+        keyring.set_keyring(previous)
+
+
+def test_without_a_provider_the_error_says_how_to_add_one(escalations, understudy_home):
+    save_cloud_config(CloudConfig())
+    with pytest.raises(EscalationError, match="understudy cloud add NAME"):
+        propose(escalations)
