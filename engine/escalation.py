@@ -217,7 +217,7 @@ class Escalations:
         if config.local_only:
             raise EscalationError(
                 "local-only mode is on, so nothing can go to the cloud; turn it off with "
-                "`understudy cloud local-only off` (or in Settings) first"
+                "`understudy cloud local-only off` (or untick Local only in the Escalations section) first"
             )
         provider = config.provider(provider_name)
         redacted, placeholders = redact_many([message["content"] for message in messages])
@@ -426,6 +426,7 @@ def _stream_completion(
         max_retries=0,
         timeout=REQUEST_TIMEOUT_S,
     )
+    finished = False
     try:
         stream = client.chat.completions.create(**payload)
         with stream:
@@ -434,6 +435,7 @@ def _stream_completion(
                     raise EscalationError("stopped by you before the answer was complete")
                 usage = (chunk.usage.prompt_tokens, chunk.usage.completion_tokens) if chunk.usage else None
                 text = chunk.choices[0].delta.content if chunk.choices else None
+                finished = finished or bool(chunk.choices and chunk.choices[0].finish_reason)
                 yield text or "", usage
     except openai.APITimeoutError as error:
         raise EscalationError(f"{provider.name} did not answer within {REQUEST_TIMEOUT_S:.0f} s") from error
@@ -453,3 +455,7 @@ def _stream_completion(
         raise EscalationError(
             f"{provider.name} answered with an error ({error.status_code}): {error.message}"
         ) from error
+    except openai.APIError as error:
+        raise EscalationError(f"{provider.name}'s answer broke off ({error})") from error
+    if not finished:
+        raise EscalationError(f"{provider.name}'s answer was cut off before it finished")

@@ -78,6 +78,8 @@ class RecordingProxy:
 
     def __init__(self, upstream_port: int):
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        # Set to cut the next answer off after this many bytes, as a dropped connection would.
+        self.cut_after_bytes: int | None = None
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -99,9 +101,14 @@ class RecordingProxy:
                         self.send_header(key, value)
                 self.send_header("Connection", "close")
                 self.end_headers()
-                while chunk := response.read1(65536):
+                sent = 0
+                cut_after, proxy.cut_after_bytes = proxy.cut_after_bytes, None
+                while chunk := response.read1(256):
                     self.wfile.write(chunk)
                     self.wfile.flush()
+                    sent += len(chunk)
+                    if cut_after is not None and sent >= cut_after:
+                        break
                 upstream.close()
                 self.close_connection = True
 

@@ -120,6 +120,21 @@ def test_a_dead_endpoint_is_a_clear_error_and_the_escalation_can_be_retried(clou
     assert escalations.get(escalation_id)["status"] == "approved"
 
 
+def test_an_answer_cut_off_midway_is_kept_as_partial_and_can_be_retried(cloud, escalations):
+    escalation_id = propose(escalations, text="Write a long story about a cat.")
+    escalations.decide(escalation_id, "allow_once")
+    cloud.cut_after_bytes = 1500
+    pieces: list[str] = []
+    with pytest.raises(EscalationError, match="cut off before it finished. The part that arrived is kept"):
+        drain(escalations.send(escalation_id), pieces.append)
+    stored = escalations.get(escalation_id)
+    assert stored["status"] == "partial"
+    assert stored["response_text"] == "".join(pieces) != ""
+    assert list(escalations.store.db.query("SELECT * FROM teacher_examples")) == []
+    escalations.decide(escalation_id, "allow_once")
+    assert drain(escalations.send(escalation_id)).status == "sent"
+
+
 def test_the_key_goes_only_into_the_auth_header_never_to_disk_or_a_prompt(
     cloud, escalations, memory_keyring, understudy_home
 ):
