@@ -647,6 +647,15 @@ def bench() -> None:
     """Benchmarks that print ratios measured side by side in one run."""
 
 
+def _print_figures(figures: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(figures)
+        return
+    for key, value in figures.items():
+        shown = json.dumps(value) if isinstance(value, dict | list) else value
+        click.echo(f"{key:<24} {shown}")
+
+
 @bench.command("decode")
 @click.option("-m", "--model", "model_id", help="Model ID (default: the default generalist).")
 @click.option("--rounds", type=click.IntRange(1), default=4, show_default=True)
@@ -656,12 +665,7 @@ def bench_decode(model_id: str | None, rounds: int, max_tokens: int, as_json: bo
     """Raw llama-cpp-python vs Understudy's backend plus logging: decode speed, ttft, logging cost."""
     from engine.bench import bench_decode as run
 
-    result = run(model_id=model_id, rounds=rounds, max_tokens=max_tokens)
-    if as_json:
-        emit_json(result)
-    else:
-        for key, value in result.items():
-            click.echo(f"{key:<20} {value}")
+    _print_figures(run(model_id=model_id, rounds=rounds, max_tokens=max_tokens), as_json)
 
 
 @bench.command("startup")
@@ -671,12 +675,7 @@ def bench_startup(rounds: int, as_json: bool) -> None:
     """Time to the first shown window and to model-ready, against a bare Qt window, side by side."""
     from app.startup_bench import bench_startup as run
 
-    result = run(rounds=rounds)
-    if as_json:
-        emit_json(result)
-    else:
-        for key, value in result.items():
-            click.echo(f"{key:<24} {value}")
+    _print_figures(run(rounds=rounds), as_json)
 
 
 @bench.command("redact")
@@ -685,11 +684,7 @@ def bench_redact(as_json: bool) -> None:
     """Precision and recall per type on the labelled set shipped in resources/."""
     from engine.redact_bench import bench_redact as run
 
-    result = run()
-    if as_json:
-        emit_json(result)
-    else:
-        click.echo(json.dumps(result, indent=2))
+    _print_figures(run(), as_json)
 
 
 def main() -> None:

@@ -273,15 +273,16 @@ class QtAssistantMessage(QFrame):
         for button, rating in ((self.thumbs_up, 1), (self.thumbs_down, -1)):
             button.setCheckable(True)
             button.clicked.connect(lambda checked, rating=rating: self._on_rating(rating, checked))
-        actions = QHBoxLayout()
-        actions.addWidget(self.footer, 1)
-        for button in (
+        self.action_buttons = (
             self.copy_button,
             self.regenerate_button,
             self.ask_cloud_button,
             self.thumbs_up,
             self.thumbs_down,
-        ):
+        )
+        actions = QHBoxLayout()
+        actions.addWidget(self.footer, 1)
+        for button in self.action_buttons:
             actions.addWidget(button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.browser)
@@ -301,13 +302,7 @@ class QtAssistantMessage(QFrame):
         return button
 
     def _set_actions_enabled(self, enabled: bool) -> None:
-        for button in (
-            self.copy_button,
-            self.regenerate_button,
-            self.ask_cloud_button,
-            self.thumbs_up,
-            self.thumbs_down,
-        ):
+        for button in self.action_buttons:
             button.setEnabled(enabled)
 
     def append(self, piece: str) -> None:

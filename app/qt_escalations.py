@@ -46,6 +46,7 @@ class QtEscalationsSection(QWidget):
         super().__init__(parent)
         self.context = context
         self.escalations: dict[int, dict] = {}
+        self._wanted_id: int | None = None  # to select once it is loaded
         self.current_job: GenerationJob | None = None
 
         self.local_only = QCheckBox("Local only: never send anything to a cloud provider")
@@ -133,7 +134,8 @@ class QtEscalationsSection(QWidget):
             f"Provider: {config.active}" if config.active else "No provider: `understudy cloud add`"
         )
         self.spend_label.setText(f"Spent: {_money(spend)}")
-        selected = select_id or self.selected_id()
+        selected = select_id or self._wanted_id or self.selected_id()
+        self._wanted_id = None
         self.escalations = {escalation["id"]: escalation for escalation in escalations}
         self.table.setRowCount(len(escalations))
         for row, escalation in enumerate(escalations):
@@ -166,6 +168,7 @@ class QtEscalationsSection(QWidget):
         return items[0].data(Qt.ItemDataRole.UserRole) if items else None
 
     def select(self, escalation_id: int) -> None:
+        self._wanted_id = escalation_id
         self.refresh(select_id=escalation_id)
 
     def _on_selection_changed(self) -> None:

@@ -8,7 +8,6 @@ and the local-only switch is checked again right before sending, so no caller ca
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Generator
 from dataclasses import asdict, dataclass, field
@@ -112,7 +111,6 @@ def load_cloud_config() -> CloudConfig:
 
 def save_cloud_config(config: CloudConfig) -> None:
     path = cloud_config_path()
-    partial = path.with_name(path.name + ".partial")
     document = {
         "providers": {name: asdict(provider) for name, provider in config.providers.items()},
         "active": config.active,
@@ -120,13 +118,8 @@ def save_cloud_config(config: CloudConfig) -> None:
         "always_allowed": config.always_allowed,
     }
     try:
-        with partial.open("w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        partial.replace(path)
+        paths.write_text_atomically(path, json.dumps(document, indent=2))
     except OSError as error:
-        partial.unlink(missing_ok=True)
         raise EscalationError(f"could not save {path}: {error.strerror or error}") from error
 
 

@@ -7,7 +7,6 @@ setting instead of surfacing later as a llama.cpp error.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Literal
@@ -76,15 +75,9 @@ def load_settings(path: Path | None = None) -> Settings:
 def save_settings(settings: Settings, path: Path | None = None) -> None:
     """Write atomically: a crash leaves the old file or the new one, never half of one."""
     path = path or settings_path()
-    partial = path.with_name(path.name + ".partial")
     try:
-        with partial.open("w", encoding="utf-8") as handle:
-            json.dump(asdict(settings), handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        partial.replace(path)
+        paths.write_text_atomically(path, json.dumps(asdict(settings), indent=2))
     except OSError as error:
-        partial.unlink(missing_ok=True)
         raise SettingsError(f"could not save settings to {path}: {error.strerror or error}") from error
 
 

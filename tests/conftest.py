@@ -83,3 +83,25 @@ def cloud(cloud_server, understudy_home):
         )
     )  # fmt: skip
     return cloud_server
+
+
+def _entry_toml(model_id: str = "tiny", source: str = '{ path = "/nowhere/tiny.gguf" }') -> str:
+    return f"""
+[models.{model_id}]
+name = "Tiny"
+family = "llama"
+role = "generalist"
+backend = "llama_cpp"
+quantisation = "Q4_1"
+context_length = 512
+licence = "MIT"
+size_mb = 1
+ram_mb = 10
+source = {source}
+"""
+
+
+@pytest.fixture
+def entry_toml():
+    """Text of one valid generalist catalog entry, with the ID and source a test needs."""
+    return _entry_toml

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-UNDERSTUDY = Path(sys.executable).parent / "understudy"
+from understudy_command import run_understudy
 
 
 def understudy(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [str(UNDERSTUDY), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=300,
-    )
+    result = run_understudy(*args, stdin=stdin)
     if check:
         assert result.returncode == 0, result.stderr
     return result

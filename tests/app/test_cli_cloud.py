@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
-UNDERSTUDY = Path(sys.executable).parent / "understudy"
+from understudy_command import run_understudy
 
 
 def understudy(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(UNDERSTUDY), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=300,
-    )
+    return run_understudy(*args, stdin=stdin)
 
 
 def test_escalation_without_a_terminal_stays_pending_and_sends_nothing(cloud_server, understudy_home):

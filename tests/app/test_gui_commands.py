@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 from PySide6.QtGui import QImage
-
-UNDERSTUDY = Path(sys.executable).parent / "understudy"
+from understudy_command import run_understudy
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [str(UNDERSTUDY), *args], capture_output=True, text=True, env=environment, timeout=300
-    )
+    return run_understudy(*args, QT_QPA_PLATFORM="offscreen")
 
 
 def test_the_self_test_answers_through_the_real_window_and_saves_a_screenshot(tmp_path):

@@ -13,25 +13,9 @@ from app.qt_main_window import window_state
 from engine.agent import Agent
 from engine.backends import GenerationOptions, drain
 from engine.catalog import load_catalog
-from engine.settings import Settings, save_settings
 from engine.store import Store
 
 TURN_TIMEOUT_MS = 120_000
-
-
-@pytest.fixture
-def window(qtbot):
-    """The app's window as a user gets it, with short greedy answers to keep the suite fast."""
-    save_settings(Settings(max_tokens=24, temperature=0.0))
-    from PySide6.QtWidgets import QApplication
-
-    main_window = build_window(QApplication.instance())
-    qtbot.addWidget(main_window)
-    main_window.show()
-    with qtbot.waitSignal(main_window.chat.model_ready, timeout=TURN_TIMEOUT_MS):
-        start_background_work(main_window)
-    yield main_window
-    main_window.close()
 
 
 def ask(qtbot, chat, text: str):

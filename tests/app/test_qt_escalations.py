@@ -7,12 +7,11 @@ import json
 import pytest
 from PySide6.QtCore import Qt
 
-from app.gui import build_window, start_background_work
 from app.qt_context import AppContext
 from app.qt_escalations import QtEscalationsSection
 from engine.catalog import load_catalog
 from engine.escalation import Escalations
-from engine.settings import Settings, save_settings
+from engine.settings import Settings
 from engine.store import Store
 
 TIMEOUT_MS = 120_000
@@ -84,25 +83,16 @@ def test_local_only_sends_nothing_even_when_allowed(qtbot, section, cloud):
     assert cloud.requests == []
 
 
-def test_ask_the_cloud_from_a_chat_turn_opens_the_review(qtbot, cloud):
-    save_settings(Settings(max_tokens=16, temperature=0.0))
-    from PySide6.QtWidgets import QApplication
-
-    window = build_window(QApplication.instance())
-    qtbot.addWidget(window)
-    window.show()
-    with qtbot.waitSignal(window.chat.model_ready, timeout=TIMEOUT_MS):
-        start_background_work(window)
+def test_ask_the_cloud_from_a_chat_turn_opens_the_review(qtbot, cloud, window):
     chat = window.chat
     chat.input.setPlainText("My name is Ann Lee. What is a haiku?")
     with qtbot.waitSignal(chat.turn_finished, timeout=TIMEOUT_MS):
         qtbot.mouseClick(chat.send_button, Qt.MouseButton.LeftButton)
     answer = chat.messages_layout.itemAt(1).widget()
-    with qtbot.waitSignal(window.escalations.refreshed, timeout=TIMEOUT_MS):
-        qtbot.mouseClick(answer.ask_cloud_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(answer.ask_cloud_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.escalations.selected_id() is not None, timeout=TIMEOUT_MS)
     assert window.sections.currentWidget() is window.escalations
     escalation = window.escalations.escalations[window.escalations.selected_id()]
     assert escalation["status"] == "pending"
     assert "Ann Lee" not in window.escalations.payload_editor.toPlainText()
     assert cloud.requests == []
-    window.close()

@@ -162,7 +162,7 @@ class SlowHub(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def slow_hub_model(monkeypatch, understudy_home) -> str:
+def slow_hub_model(monkeypatch, understudy_home, entry_toml) -> str:
     """A hub entry in the user's models.toml, served by ``SlowHub`` standing in for huggingface.co."""
     import huggingface_hub.constants
 
@@ -180,19 +180,7 @@ def slow_hub_model(monkeypatch, understudy_home) -> str:
     SlowHub.bytes_sent = 0
     understudy_home.mkdir(parents=True, exist_ok=True)
     (understudy_home / "models.toml").write_text(
-        """
-[models.slow-tiny]
-name = "Slow tiny"
-family = "llama"
-role = "generalist"
-backend = "llama_cpp"
-quantisation = "Q4_1"
-context_length = 512
-licence = "MIT"
-size_mb = 4
-ram_mb = 10
-source = { hub_repo = "someone/tiny-GGUF", hub_file = "tiny.gguf" }
-"""
+        entry_toml("slow-tiny", '{ hub_repo = "someone/tiny-GGUF", hub_file = "tiny.gguf" }')
     )
     yield "slow-tiny"
     server.shutdown()
@@ -215,7 +203,7 @@ def test_cancel_stops_a_running_download_without_an_error(qtbot, slow_hub_model)
     with qtbot.waitSignal(context.notification, timeout=5_000):
         qtbot.mouseClick(section.cancel_download_button, Qt.MouseButton.LeftButton)
 
-    assert notifications == [("info", "Stopped downloading Slow tiny.")]
+    assert notifications == [("info", "Stopped downloading Tiny.")]
     assert SlowHub.bytes_sent < len(SLOW_PAYLOAD)
     assert not catalog.is_installed(context.catalog.get(slow_hub_model))
     assert cell(section, slow_hub_model, "Status") != INSTALLED
