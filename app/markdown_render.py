@@ -119,7 +119,10 @@ def _code_formatter(dark: bool) -> HtmlFormatter:
     )
 
 
-_MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable(["table", "strikethrough"])
+# "breaks": a chat answer's single newlines are meant as line breaks (poems, addresses, steps).
+_MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True}).enable(
+    ["table", "strikethrough"]
+)
 _MARKDOWN.add_render_rule("fence", _render_code_block)
 _MARKDOWN.add_render_rule("code_block", _render_code_block)
 _MARKDOWN.add_render_rule("table_open", _render_table_open)

@@ -73,6 +73,8 @@ class QtConversationList(QWidget):
         self.conversations.setObjectName("conversationList")
         self.conversations.setAccessibleName("Conversations")
         self.conversations.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked)
+        self.conversations.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.conversations.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.conversations.itemClicked.connect(self._on_item_clicked)
         self.conversations.itemActivated.connect(self._on_item_clicked)
         self.conversations.itemChanged.connect(self._on_item_renamed)
@@ -280,12 +282,14 @@ class QtAssistantMessage(QFrame):
             self.thumbs_up,
             self.thumbs_down,
         )
+        self.footer.setWordWrap(True)
         actions = QHBoxLayout()
-        actions.addWidget(self.footer, 1)
+        actions.addStretch(1)
         for button in self.action_buttons:
             actions.addWidget(button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.browser)
+        layout.addWidget(self.footer)
         layout.addLayout(actions)
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
@@ -354,7 +358,7 @@ class QtAssistantMessage(QFrame):
 
 
 def _footer(turn: dict) -> str:
-    parts = [turn["model_id"]]
+    parts = [("☁ cloud · " if turn.get("route") == "cloud" else "") + turn["model_id"]]
     if turn.get("adapter_id"):
         parts.append(f"adapter {turn['adapter_id']}")
     parts.append(f"{turn.get('prompt_tokens') or 0} + {turn.get('completion_tokens') or 0} tokens")
@@ -376,6 +380,7 @@ def _turn_from_result(result: TurnResult, user_text: str) -> dict:
     return {
         "id": result.turn_id,
         "model_id": result.model_id,
+        "route": "local",
         "adapter_id": None,
         "user_text": user_text,
         "answer_text": result.answer,
