@@ -8,8 +8,8 @@ import subprocess
 from understudy_command import run_understudy
 
 
-def understudy(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return run_understudy(*args, stdin=stdin)
+def understudy(*args: str, stdin: str = "", **environment: str) -> subprocess.CompletedProcess:
+    return run_understudy(*args, stdin=stdin, **environment)
 
 
 def test_escalation_without_a_terminal_stays_pending_and_sends_nothing(cloud_server, understudy_home):
@@ -64,7 +64,14 @@ def test_approve_sends_the_shown_payload_and_local_only_blocks_it(cloud_server, 
 
 def test_storing_a_key_without_a_secure_keychain_is_refused(cloud_server, understudy_home):
     understudy("cloud", "add", "standin", "--base-url", cloud_server.base_url, "--model", "stand-in")
-    result = understudy("cloud", "key", "standin", stdin="sk-test-key\n")
+    # The keyring a headless machine has: none that can keep a secret.
+    result = understudy(
+        "cloud",
+        "key",
+        "standin",
+        stdin="sk-test-key\n",
+        PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
+    )
     assert result.returncode == 1
     assert "no secure keychain is available" in result.stderr
     assert "sk-test-key" not in "".join(p.read_text(errors="ignore") for p in understudy_home.rglob("*.json"))

@@ -166,6 +166,33 @@ def test_no_secure_keyring_means_the_key_is_refused(understudy_home):
         keyring.set_keyring(previous)
 
 
+def test_a_plaintext_keyring_is_refused_too(understudy_home):
+    import keyring
+    from keyring.backend import KeyringBackend
+
+    class PlaintextKeyring(KeyringBackend):
+        """Like keyrings.alt's: secrets in a readable file."""
+
+        priority = 1
+
+        def set_password(self, service, username, password):
+            raise AssertionError("a plaintext keyring must never receive a key")
+
+        def get_password(self, service, username):
+            return None
+
+        def delete_password(self, service, username):
+            pass
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(PlaintextKeyring())
+    try:
+        with pytest.raises(KeyringError, match="PlaintextKeyring"):
+            store_key("standin", "sk-anything")
+    finally:
+        keyring.set_keyring(previous)
+
+
 def test_without_a_provider_the_error_says_how_to_add_one(escalations, understudy_home):
     save_cloud_config(CloudConfig())
     with pytest.raises(EscalationError, match="understudy cloud add NAME"):
