@@ -121,7 +121,7 @@ def test_a_dead_endpoint_is_a_clear_error_and_the_escalation_can_be_retried(clou
 
 
 def test_an_answer_cut_off_midway_is_kept_as_partial_and_can_be_retried(cloud, escalations):
-    escalation_id = propose(escalations, text="Write a long story about a cat.")
+    escalation_id = propose(escalations, text="Write a long story about a cat.", max_tokens=64)
     escalations.decide(escalation_id, "allow_once")
     cloud.cut_after_bytes = 1500
     pieces: list[str] = []
