@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.qt_cloud_providers import QtProviderForm
 from app.qt_context import AppContext
 from app.qt_workers import GenerationJob, run_in_background, start_generation, thread_store
 
@@ -56,11 +57,19 @@ class QtEscalationsSection(QWidget):
         self.provider_label.setAccessibleName("Cloud provider in use")
         self.spend_label = QLabel()
         self.spend_label.setAccessibleName("Total spent on the cloud")
+        self.provider_button = QPushButton("Provider…")
+        self.provider_button.setAccessibleName("Set up the cloud provider")
+        self.provider_button.setCheckable(True)
+        self.provider_form = QtProviderForm(context)
+        self.provider_form.hide()
+        self.provider_button.toggled.connect(self.provider_form.setVisible)
+        self.provider_form.saved.connect(lambda _name: self.refresh())
         top = QHBoxLayout()
         top.addWidget(self.local_only)
         top.addStretch(1)
         top.addWidget(self.provider_label)
         top.addWidget(self.spend_label)
+        top.addWidget(self.provider_button)
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setAccessibleName("Escalations")
@@ -108,6 +117,7 @@ class QtEscalationsSection(QWidget):
         splitter.addWidget(detail_panel)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.provider_form)
         layout.addWidget(splitter, 1)
         self._set_decision_enabled(False)
 
@@ -131,8 +141,10 @@ class QtEscalationsSection(QWidget):
         self.local_only.setChecked(config.local_only)
         self.local_only.blockSignals(False)
         self.provider_label.setText(
-            f"Provider: {config.active}" if config.active else "No provider: `understudy cloud add`"
+            f"Provider: {config.active}" if config.active else "No provider yet: set one up with Provider…"
         )
+        if config.active:
+            self.provider_form.show_provider(config.providers[config.active])
         self.spend_label.setText(f"Spent: {_money(spend)}")
         selected = select_id or self._wanted_id or self.selected_id()
         self._wanted_id = None

@@ -96,3 +96,26 @@ def test_ask_the_cloud_from_a_chat_turn_opens_the_review(qtbot, cloud, window):
     assert escalation["status"] == "pending"
     assert "Ann Lee" not in window.escalations.payload_editor.toPlainText()
     assert cloud.requests == []
+
+
+def test_a_provider_set_up_in_the_form_is_used_and_its_key_goes_to_the_keychain(
+    qtbot, section, memory_keyring
+):
+    from engine.escalation import cloud_config_path, load_cloud_config
+
+    qtbot.mouseClick(section.provider_button, Qt.MouseButton.LeftButton)
+    form = section.provider_form
+    assert not form.isHidden()
+    form.preset.setCurrentIndex(form.preset.findData("mistral"))
+    assert form.base_url.text() == "https://api.mistral.ai/v1"
+    form.price_in.setValue(0.2)
+    form.key.setText("sk-form-key-0123456789")
+    with qtbot.waitSignal(form.saved):
+        qtbot.mouseClick(form.save_button, Qt.MouseButton.LeftButton)
+    config = load_cloud_config()
+    assert config.active == "mistral"
+    assert config.providers["mistral"].price_in_per_million == 0.2
+    assert config.providers["mistral"].price_out_per_million is None
+    assert memory_keyring.get_password("understudy", "mistral") == "sk-form-key-0123456789"
+    assert form.key.text() == ""
+    assert "sk-form-key" not in cloud_config_path().read_text()
