@@ -85,6 +85,9 @@ def app_command(self_test: bool, screenshot: Path | None, startup_probe: bool) -
 @click.option("--temperature", type=click.FloatRange(0.0, 2.0), help="Default: from settings.")
 @click.option("--seed", type=int, help="Sampling seed, for repeatable answers.")
 @click.option(
+    "--tools/--no-tools", "with_tools", default=False, help="Let the model call tools (asks first)."
+)
+@click.option(
     "--escalate", is_flag=True, help="Ask the cloud instead: shows exactly what would be sent, asks first."
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: tokens, then the turn.")
@@ -97,6 +100,7 @@ def chat(
     max_tokens: int | None,
     temperature: float | None,
     seed: int | None,
+    with_tools: bool,
     escalate: bool,
     as_json: bool,
 ) -> None:
@@ -129,8 +133,9 @@ def chat(
             raise click.UsageError("--escalate needs a PROMPT")
         _escalate_prompt(agent, prompt, conversation_id, as_json)
         return
+    tool_use = _tool_use() if with_tools else None
     if prompt is not None:
-        _chat_turn(agent, prompt, conversation_id, model_id, as_json)
+        _chat_turn(agent, prompt, conversation_id, model_id, as_json, tool_use)
         return
 
     interactive = sys.stdin.isatty()
@@ -151,7 +156,7 @@ def chat(
             conversation_id = None
             continue
         if line:
-            conversation_id = _chat_turn(agent, line, conversation_id, model_id, as_json)
+            conversation_id = _chat_turn(agent, line, conversation_id, model_id, as_json, tool_use)
 
 
 def _chat_turn(agent, prompt: str, conversation_id: int | None, model_id: str | None, as_json: bool) -> int:
@@ -201,6 +206,37 @@ def _chat_turn(agent, prompt: str, conversation_id: int | None, model_id: str | 
             notes.append(f"context full: {completion.trimmed_messages} oldest message(s) left out")
         click.echo(f"[{' · '.join(notes)}]", err=True)
     return result.conversation_id
+
+
+def _show_tool_event(event, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    if as_json:
+        emit_json({"event": "tool", **asdict(event)})
+        return
+    outcome = event.error or (event.result_text or "")[:200]
+    click.echo(
+        f"[tool {event.tool} {event.arguments_json} · {event.decision} by {event.decided_by}] {outcome}",
+        err=True,
+    )
+
+
+def _terminal_approver(request) -> str:
+    """Ask on the terminal, showing the exact arguments; anything but o/a is a denial."""
+    click.echo(f"\nThe model wants to run {request.tool} ({request.risk}) with exactly:", err=True)
+    click.echo(request.arguments_json, err=True)
+    answer = click.prompt("Allow [o]nce, [a]lways for this tool, or [d]eny?", default="d", err=True)
+    return {"o": "once", "a": "always"}.get(answer.strip().lower()[:1], "deny")
+
+
+def _tool_use():
+    """Tools for this command: on a terminal risky calls are asked; without one they are denied."""
+    from engine.tool_calling import ToolUse
+    from engine.tools import registered_tools
+    from engine.tools.policy import load_policy
+
+    approver = _terminal_approver if sys.stdin.isatty() else None
+    return ToolUse(registered_tools(), load_policy(), approver)
 
 
 @contextmanager
@@ -364,6 +400,107 @@ def logs_export(path: Path) -> None:
         partial.unlink(missing_ok=True)
         raise UnderstudyError(f"could not write {path}: {error.strerror or error}") from error
     click.echo(f"Wrote {count} conversation turns to {path}", err=True)
+
+
+# tools --------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def tools() -> None:
+    """Tools the model may call, the folders they may touch, and what may run without asking."""
+
+
+@tools.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def tools_list(as_json: bool) -> None:
+    """Every registered tool with its risk and where it comes from."""
+    from engine.tools import registered_tools
+    from engine.tools.policy import load_policy
+
+    policy = load_policy()
+    for tool in registered_tools().values():
+        record = {
+            "name": tool.name,
+            "risk": tool.risk,
+            "source": tool.source,
+            "description": tool.description,
+            "always_allowed": tool.name in policy.always_allowed,
+            "denied": tool.name in policy.denied,
+        }
+        if as_json:
+            emit_json(record)
+        else:
+            click.echo(f"{tool.name:<14} {tool.risk:<8} {tool.source:<10} {tool.description}")
+    if not as_json:
+        click.echo(f"granted folders: {', '.join(policy.granted_folders) or 'none'}", err=True)
+
+
+@tools.command("call")
+@click.argument("name")
+@click.argument("arguments_json")
+def tools_call(name: str, arguments_json: str) -> None:
+    """Run tool NAME with ARGUMENTS_JSON through the same policy the model's calls go through."""
+    from engine.tool_calling import parse_choice
+    from engine.tools import ToolError, registered_tools
+    from engine.tools.policy import load_policy
+
+    if name == "none":
+        raise ToolError("'none' is not a tool; `understudy tools list` shows them")
+    available = registered_tools()
+    choice = parse_choice(json.dumps({"tool": name, "arguments": _json_argument(arguments_json)}), available)
+    tool = available[choice.tool]
+    policy = load_policy()
+    decision = policy.decide(tool, arguments_json, _terminal_approver if sys.stdin.isatty() else None)
+    if not decision.allowed:
+        raise ToolError(f"not run: {decision.reason}")
+    click.echo(tool.run(choice.arguments, policy.context()).text)
+
+
+def _json_argument(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"ARGUMENTS_JSON is not JSON ({error.msg})") from error
+
+
+@tools.command("grant")
+@click.argument("folder", type=click.Path(file_okay=False))
+def tools_grant(folder: str) -> None:
+    """Let tools read (and, when approved, write) inside FOLDER."""
+    from engine.tools.policy import grant_folder, load_policy, save_policy
+
+    policy = load_policy()
+    canonical = grant_folder(policy, folder)
+    save_policy(policy)
+    click.echo(f"Granted {canonical}")
+
+
+@tools.command("allow")
+@click.argument("name")
+def tools_allow(name: str) -> None:
+    """Always run tool NAME without asking."""
+    _set_tool_rule(name, allow=True)
+
+
+@tools.command("deny")
+@click.argument("name")
+def tools_deny(name: str) -> None:
+    """Never run tool NAME."""
+    _set_tool_rule(name, allow=False)
+
+
+def _set_tool_rule(name: str, allow: bool) -> None:
+    from engine.tools import ToolError, registered_tools
+    from engine.tools.policy import load_policy, save_policy
+
+    if name not in registered_tools():
+        raise ToolError(f"there is no tool '{name}'; `understudy tools list` shows them")
+    policy = load_policy()
+    policy.always_allowed = [tool for tool in policy.always_allowed if tool != name]
+    policy.denied = [tool for tool in policy.denied if tool != name]
+    (policy.always_allowed if allow else policy.denied).append(name)
+    save_policy(policy)
+    click.echo(f"{name}: {'always allowed' if allow else 'denied'}")
 
 
 # redaction ----------------------------------------------------------------------------------------

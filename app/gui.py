@@ -19,6 +19,7 @@ from app.qt_main_window import QtMainWindow, window_state
 from app.qt_models import QtModelsSection
 from app.qt_settings import QtSettingsSection
 from app.qt_theme import apply_theme
+from app.qt_tools import QtToolsSection
 from app.qt_workers import run_in_background, thread_store
 from engine.catalog import load_catalog
 from engine.errors import UnderstudyError
@@ -42,6 +43,7 @@ def build_window(app: QApplication) -> QtMainWindow:
     window.add_section(window.chat)
     window.escalations = QtEscalationsSection(context)
     window.add_section(window.escalations)
+    window.add_section(QtToolsSection(context))
     window.add_section(QtModelsSection(context))
     window.add_section(QtSettingsSection(context))
     window.chat.answer_speed.connect(window.show_speed)

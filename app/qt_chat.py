@@ -14,6 +14,7 @@ from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QGuiApplication, QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFrame,
@@ -37,6 +38,7 @@ from PySide6.QtWidgets import (
 
 from app.qt_context import AppContext
 from app.qt_main_window import window_state
+from app.qt_tools import GuiApprover, QtToolCard
 from app.qt_workers import GenerationJob, run_in_background, start_generation, thread_store
 from engine import backends
 
@@ -436,8 +438,17 @@ class QtChatSection(QWidget):
         export_menu.addAction("As Markdown…", lambda: self.export_conversation("markdown"))
         export_menu.addAction("As JSON…", lambda: self.export_conversation("json"))
         self.export_button.setMenu(export_menu)
+        self.tools_toggle = QCheckBox("Tools")
+        self.tools_toggle.setAccessibleName("Let the model use tools")
+        self.tools_toggle.setToolTip(
+            "Let the model call tools; risky ones ask you first (see the Tools section)."
+        )
+        self.tools_toggle.setChecked(context.settings.tools_enabled)
+        self.tools_toggle.toggled.connect(lambda checked: context.update_settings(tools_enabled=checked))
+        self.approver = GuiApprover(self)
         header = QHBoxLayout()
         header.addWidget(self.model_picker, 1)
+        header.addWidget(self.tools_toggle)
         header.addWidget(self.load_progress)
         header.addWidget(self.load_state)
         header.addWidget(self.export_button)
@@ -569,8 +580,23 @@ class QtChatSection(QWidget):
         self.conversation_id = conversation_id
         self._cancel_edit()
         self._clear_messages()
+        from engine.tool_calling import ToolEvent
+
         for turn in turns:
             self._add_user_message(turn["user_text"], turn["id"])
+            for call in turn["tool_calls"]:
+                result = json.loads(call["result_json"]) if call["result_json"] else {}
+                self._add_tool_card(
+                    ToolEvent(
+                        call["tool"],
+                        call["args_json"],
+                        call["decision"],
+                        call["decided_by"],
+                        result_text=result.get("text"),
+                        error=call["error"],
+                        duration_ms=call["duration_ms"],
+                    )
+                )
             self._add_answer().show_turn(turn)
         self.conversation_list.select(conversation_id)
         window_state().setValue("last_conversation", conversation_id)
@@ -586,6 +612,13 @@ class QtChatSection(QWidget):
         message.edit_requested.connect(self.start_edit)
         self.messages_layout.insertWidget(self.messages_layout.count() - 1, message)
         return message
+
+    def _add_tool_card(self, event, before: QWidget | None = None) -> None:
+        card = QtToolCard(event)
+        index = (
+            self.messages_layout.indexOf(before) if before is not None else self.messages_layout.count() - 1
+        )
+        self.messages_layout.insertWidget(index, card)
 
     def _add_answer(self) -> QtAssistantMessage:
         answer = QtAssistantMessage()
@@ -701,25 +734,41 @@ class QtChatSection(QWidget):
             self.current_job.cancel()
 
     def shut_down(self) -> None:
-        """The window is closing: stop the answer; the turn is logged as cancelled."""
+        """The window is closing: stop the answer (logged as cancelled); open approvals are denied."""
         self.stop()
+        self.approver.close()
 
     def _start_turn(self, text: str, replacing: int | None) -> None:
         self._pending_user = self._add_user_message(text)
         self._pending_answer = self._add_answer()
         catalog, settings = self.context.catalog, self.context.settings
         conversation_id, model_id = self.conversation_id, self.selected_model()
+        approver = self.approver if self.tools_toggle.isChecked() else None
 
         def run_turn(store, cancel):
             from engine.agent import Agent
 
+            tool_use = None
+            if approver is not None:
+                from engine.tool_calling import ToolUse
+                from engine.tools import registered_tools
+                from engine.tools.policy import load_policy
+
+                tool_use = ToolUse(registered_tools(), load_policy(), approver)
             agent = Agent.from_settings(store, catalog, settings)
             return agent.run_turn(
-                text, conversation_id=conversation_id, model_id=model_id, cancel=cancel, replacing=replacing
+                text,
+                conversation_id=conversation_id,
+                model_id=model_id,
+                cancel=cancel,
+                replacing=replacing,
+                tool_use=tool_use,
             )
 
         job = GenerationJob(run_turn)
         job.signals.token.connect(self._pending_answer.append)
+        answer = self._pending_answer
+        job.signals.tool_event.connect(lambda event: self._add_tool_card(event, before=answer))
         job.signals.finished.connect(lambda result: self._on_turn_finished(result, text))
         job.signals.failed.connect(lambda message: self._on_turn_failed(message, text))
         self.current_job = job

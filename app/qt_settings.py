@@ -7,8 +7,9 @@ form shows what was saved once ``settings_changed`` arrives, so it never shows v
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -142,8 +143,9 @@ class QtSettingsSection(QWidget):
         context.notification.connect(self._on_notification)
 
     def form_settings(self) -> Settings:
-        """The settings the form holds now (validated only when saved)."""
-        return Settings(
+        """The settings the form holds now (validated only when saved); others are kept as they are."""
+        return replace(
+            self.context.settings,
             default_model=self.model_choice.currentData(),
             n_threads=self.threads_input.optional_value(),
             context_length=self.context_length_input.optional_value(),
@@ -203,6 +205,9 @@ class QtSettingsSection(QWidget):
         table.setAccessibleName("Keyboard shortcuts")
         table.setHorizontalHeaderLabels(["Shortcut", "Action"])
         table.verticalHeader().hide()
+        table.horizontalHeader().setDefaultAlignment(
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+        )
         table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         table.horizontalHeader().setStretchLastSection(True)
         table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)

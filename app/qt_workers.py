@@ -113,6 +113,7 @@ def _start(job: Job | GenerationJob) -> None:
 
 class GenerationSignals(QObject):
     token = Signal(str)
+    tool_event = Signal(object)  # engine.tool_calling.ToolEvent
     finished = Signal(object)
     failed = Signal(str)
 
@@ -136,7 +137,11 @@ class GenerationJob(QRunnable):
         try:
             stream = self.run_turn(thread_store(), self.cancel_event)
             while True:
-                self.signals.token.emit(next(stream))
+                piece = next(stream)
+                if isinstance(piece, str):
+                    self.signals.token.emit(piece)
+                else:
+                    self.signals.tool_event.emit(piece)
         except StopIteration as finished:
             self.signals.finished.emit(finished.value)
         except Exception as error:

@@ -18,6 +18,7 @@ from engine.catalog import Catalog, ModelEntry
 from engine.errors import UnderstudyError
 from engine.settings import Settings
 from engine.store import ModelCallRecord, Store, TurnRecord
+from engine.tool_calling import ToolEvent, ToolUse, use_tools
 
 
 @dataclass
@@ -77,13 +78,17 @@ class Agent:
         model_id: str | None = None,
         cancel: threading.Event | None = None,
         replacing: int | None = None,
-    ) -> Generator[str, None, TurnResult]:
+        tool_use: ToolUse | None = None,
+    ) -> Generator[str | ToolEvent, None, TurnResult]:
         """Answer ``user_text`` in a conversation (a new one when None), streaming the answer.
 
         ``replacing`` names a turn to answer again (regenerate) or with new text (edit and resend):
         the model sees the conversation before it, and it and the turns after it are marked replaced
         in the same transaction that logs the new turn. A failed turn is still logged, with the user's
         text and the error, before the error is raised.
+
+        With ``tool_use`` the model may first call tools (each call yielded as a ``ToolEvent`` and
+        logged with its permission decision in the same transaction as the turn).
         """
         entry = self.model_entry(model_id)
         replaced: list[int] = []
@@ -110,7 +115,14 @@ class Agent:
                 backend.n_ctx,
                 backend.gpu_layers,
             )
-            completion = yield from backend.stream_chat(messages, self.generation, cancel)
+            answer_messages = messages
+            if tool_use is not None and tool_use.tools:
+                answer_messages = yield from use_tools(
+                    backend, messages, tool_use, turn.model_calls, turn.tool_calls, cancel
+                )
+                turn.model_calls.remove(call)
+                turn.model_calls.append(call)
+            completion = yield from backend.stream_chat(answer_messages, self.generation, cancel)
         except UnderstudyError as error:
             turn.status, turn.error, call.error = "error", str(error), str(error)
             self._log(turn)

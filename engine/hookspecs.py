@@ -17,3 +17,8 @@ def register_backends(register):
     ``factory(entry, weights_path, load_options)`` loads a model and returns an object that satisfies
     ``engine.backends.Backend``. ``name`` is what models.toml entries put in their ``backend`` field.
     """
+
+
+@hookspec
+def register_tools(register):
+    """Register tools: call ``register(tool)`` for each object satisfying ``engine.tools.Tool``."""

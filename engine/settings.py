@@ -34,6 +34,7 @@ class Settings:
     max_tokens: int = 512
     system_prompt: str = ""
     theme: Theme = "system"
+    tools_enabled: bool = False
 
     def load_options(self) -> LoadOptions:
         return LoadOptions(n_threads=self.n_threads, n_ctx=self.context_length)
@@ -98,5 +99,7 @@ def _validate(settings: Settings, where: str) -> None:
         fail("max_tokens", "a whole number from 1 to 32768")
     if not isinstance(settings.system_prompt, str):
         fail("system_prompt", "text")
+    if type(settings.tools_enabled) is not bool:
+        fail("tools_enabled", "true or false")
     if settings.theme not in THEMES:
         fail("theme", f"one of {', '.join(THEMES)}")

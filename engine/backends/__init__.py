@@ -70,8 +70,12 @@ class Backend(Protocol):
         messages: list[Message],
         options: GenerationOptions,
         cancel: threading.Event | None = None,
+        json_schema: dict | None = None,
     ) -> Generator[str, None, Completion]:
-        """Yield answer text as it is decoded; stop between tokens once ``cancel`` is set."""
+        """Yield answer text as it is decoded; stop between tokens once ``cancel`` is set.
+
+        With ``json_schema`` the output is constrained to JSON matching it (a grammar in llama.cpp).
+        """
         ...
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ completion API.
 from __future__ import annotations
 
 import codecs
+import json
 import os
 import threading
 import time
@@ -58,6 +59,7 @@ class LlamaCppBackend:
         else:
             self.gpu_layers = -1 if gpu_offload_supported() else 0
         self._lock = threading.Lock()
+        self._grammars: dict[str, object] = {}
         self._llama = self._load()
         self._formatter = self._chat_formatter()
 
@@ -160,15 +162,26 @@ class LlamaCppBackend:
         messages: list[Message],
         options: GenerationOptions = GenerationOptions(),
         cancel: threading.Event | None = None,
+        json_schema: dict | None = None,
     ) -> Generator[str, None, Completion]:
         with self._lock:
-            return (yield from self._stream_locked(messages, options, cancel))
+            return (yield from self._stream_locked(messages, options, cancel, json_schema))
+
+    def _grammar(self, json_schema: dict):
+        """A llama.cpp grammar that only admits JSON matching ``json_schema`` (cached per schema)."""
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        key = json.dumps(json_schema, sort_keys=True)
+        if key not in self._grammars:
+            self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)
+        return self._grammars[key]
 
     def _stream_locked(
         self,
         messages: list[Message],
         options: GenerationOptions,
         cancel: threading.Event | None,
+        json_schema: dict | None = None,
     ) -> Generator[str, None, Completion]:
         started = time.perf_counter()
         reserve = min(options.max_tokens, self.n_ctx // 2)
@@ -192,6 +205,7 @@ class LlamaCppBackend:
                 top_p=options.top_p,
                 temp=options.temperature,
                 repeat_penalty=options.repeat_penalty,
+                grammar=None if json_schema is None else self._grammar(json_schema),
             ):
                 now = time.perf_counter()
                 if first_token_at is None:

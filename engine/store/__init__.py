@@ -51,6 +51,18 @@ class ModelCallRecord:
 
 
 @dataclass
+class ToolCallRecord:
+    tool: str
+    arguments_json: str  # exactly what the model produced (or its repair), never re-serialised
+    risk: str
+    decision: str  # allowed | denied | invalid
+    decided_by: str  # policy | user | always-rule | deny-list | validation
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    duration_ms: float | None = None
+
+
+@dataclass
 class TurnRecord:
     """A turn to log; a None conversation_id starts a new conversation in the same transaction."""
 
@@ -63,6 +75,7 @@ class TurnRecord:
     error: str | None = None
     adapter_id: int | None = None
     model_calls: list[ModelCallRecord] = field(default_factory=list)
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
     # Turns this one replaces (a regenerated answer, or an edited question and what followed it).
     replaces: list[int] = field(default_factory=list)
 
@@ -184,6 +197,23 @@ class Store:
             row["messages_json"] = json.dumps(row.pop("messages"), ensure_ascii=False)
             row["turn_id"] = turn_id
             self.insert("model_calls", row)
+        for call in turn.tool_calls:
+            self.insert(
+                "tool_calls",
+                {
+                    "turn_id": turn_id,
+                    "tool": call.tool,
+                    "args_json": call.arguments_json,
+                    "risk": call.risk,
+                    "decision": call.decision,
+                    "decided_by": call.decided_by,
+                    "result_json": None
+                    if call.result is None
+                    else json.dumps(call.result, ensure_ascii=False),
+                    "error": call.error,
+                    "duration_ms": call.duration_ms,
+                },
+            )
         for replaced in turn.replaces:
             self.db.execute("UPDATE turns SET replaced_by = ? WHERE id = ?", [turn_id, replaced])
         return turn_id
@@ -282,8 +312,9 @@ class Store:
         return cursor.rowcount
 
     def conversation_turns(self, conversation_id: int) -> list[dict[str, Any]]:
-        """The current turns of a conversation with the numbers of their last model call and rating."""
-        return [
+        """The current turns of a conversation with their last model call's numbers, rating and tool
+        calls."""
+        turns = [
             dict(row)
             for row in self.db.query(
                 "SELECT turns.*, feedback.rating, model_calls.prompt_tokens, "
@@ -296,6 +327,14 @@ class Store:
                 [conversation_id],
             )
         ]
+        for turn in turns:
+            turn["tool_calls"] = [
+                dict(call)
+                for call in self.db.query(
+                    "SELECT * FROM tool_calls WHERE turn_id = ? ORDER BY id", [turn["id"]]
+                )
+            ]
+        return turns
 
     def set_feedback(self, turn_id: int, rating: int | None, comment: str = "") -> None:
         """Thumbs up (1) or down (-1) on an answer; None takes the rating back."""

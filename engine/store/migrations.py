@@ -182,6 +182,28 @@ def m004_escalations(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m005_tool_calls(db: sqlite_utils.Database) -> None:
+    """Every tool call a turn made: arguments verbatim, the permission decision and who made it."""
+    db.execute(
+        """
+        CREATE TABLE tool_calls (
+            id INTEGER PRIMARY KEY,
+            turn_id INTEGER NOT NULL REFERENCES turns(id) ON DELETE CASCADE,
+            tool TEXT NOT NULL,
+            args_json TEXT NOT NULL,
+            risk TEXT NOT NULL,
+            decision TEXT NOT NULL CHECK (decision IN ('allowed', 'denied', 'invalid')),
+            decided_by TEXT NOT NULL,
+            result_json TEXT,
+            error TEXT,
+            duration_ms REAL
+        )
+        """
+    )
+    db.execute("CREATE INDEX tool_calls_by_turn ON tool_calls(turn_id)")
+
+
 def applied(db: sqlite_utils.Database) -> set[str]:
     if "_migrations" not in db.table_names():
         return set()

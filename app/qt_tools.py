@@ -1,0 +1,288 @@
+"""Tools in the GUI: a card per tool call, the approval dialog, and the Tools section.
+
+The approval question comes from a worker thread (the turn is running there) and is answered on the
+GUI thread: the worker waits on an event while the dialog shows the arguments exactly as the model
+wrote them. The decision itself is made by the engine's policy; the dialog only carries the answer.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QPlainTextEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.qt_context import AppContext
+from app.qt_workers import run_in_background
+
+RESULT_PREVIEW_CHARS = 400
+
+
+class QtToolCard(QFrame):
+    """One tool call in the conversation: tool, arguments, result or refusal, duration."""
+
+    def __init__(self, event, parent=None):
+        super().__init__(parent)
+        self.setObjectName("toolCard")
+        self.setAccessibleName(f"Tool call {event.tool}")
+        self.event = event
+        duration = f" · {event.duration_ms:.0f} ms" if event.duration_ms is not None else ""
+        header = QLabel(f"🔧 {event.tool} · {event.decision} ({event.decided_by}){duration}")
+        header.setObjectName("messageFooter")
+        arguments = QLabel(event.arguments_json)
+        arguments.setWordWrap(True)
+        arguments.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        arguments.setAccessibleName("Tool arguments")
+        outcome_text = event.error or (event.result_text or "")
+        outcome = QLabel(
+            outcome_text[:RESULT_PREVIEW_CHARS] + ("…" if len(outcome_text) > RESULT_PREVIEW_CHARS else "")
+        )
+        outcome.setWordWrap(True)
+        outcome.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        outcome.setAccessibleName("Tool result")
+        layout = QVBoxLayout(self)
+        layout.addWidget(header)
+        layout.addWidget(arguments)
+        layout.addWidget(outcome)
+
+
+class QtApprovalDialog(QDialog):
+    """Allow once / Always for this tool / Deny, with the exact arguments shown verbatim."""
+
+    def __init__(self, request, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle(f"Allow {request.tool}?")
+        self.answer = "deny"
+        question = QLabel(
+            f"The model wants to run <b>{request.tool}</b> ({request.risk}): {request.description}<br>"
+            "These are the exact arguments it wrote:"
+        )
+        question.setWordWrap(True)
+        self.arguments = QPlainTextEdit(request.arguments_json)
+        self.arguments.setReadOnly(True)
+        self.arguments.setAccessibleName("Exact arguments")
+        self.once_button = QPushButton("Allow once")
+        self.once_button.setAccessibleName("Allow once")
+        self.always_button = QPushButton("Always for this tool")
+        self.always_button.setAccessibleName("Always allow this tool")
+        self.deny_button = QPushButton("Deny")
+        self.deny_button.setAccessibleName("Deny")
+        self.deny_button.setDefault(True)
+        for button, answer in (
+            (self.once_button, "once"),
+            (self.always_button, "always"),
+            (self.deny_button, "deny"),
+        ):
+            button.clicked.connect(lambda _checked=False, answer=answer: self._choose(answer))
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        for button in (self.deny_button, self.always_button, self.once_button):
+            buttons.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(question)
+        layout.addWidget(self.arguments)
+        layout.addLayout(buttons)
+
+    def _choose(self, answer: str) -> None:
+        self.answer = answer
+        self.accept()
+
+
+class GuiApprover(QObject):
+    """Called from a worker thread; asks on the GUI thread and waits for the user's answer."""
+
+    approval_needed = Signal(object, object)  # request, _PendingAnswer
+    dialog_shown = Signal(object)  # QtApprovalDialog, for tests and accessibility tools
+
+    def __init__(self, parent_widget: QWidget):
+        super().__init__()
+        self.parent_widget = parent_widget
+        self.approval_needed.connect(self._ask, Qt.ConnectionType.QueuedConnection)
+        self._closing = False
+
+    def __call__(self, request) -> str:
+        pending = _PendingAnswer()
+        if self._closing:
+            return "deny"
+        self.approval_needed.emit(request, pending)
+        pending.done.wait()
+        return pending.answer
+
+    @Slot(object, object)
+    def _ask(self, request, pending: _PendingAnswer) -> None:
+        if self._closing:
+            pending.set("deny")
+            return
+        dialog = QtApprovalDialog(request, self.parent_widget)
+        dialog.finished.connect(lambda _result: pending.set(dialog.answer))
+        dialog.open()
+        self.dialog_shown.emit(dialog)
+
+    def close(self) -> None:
+        """The window is closing: every question still open is answered "deny"."""
+        self._closing = True
+        for dialog in self.parent_widget.findChildren(QtApprovalDialog):
+            dialog.reject()
+
+
+class _PendingAnswer:
+    def __init__(self):
+        self.answer = "deny"
+        self.done = threading.Event()
+
+    def set(self, answer: str) -> None:
+        self.answer = answer
+        self.done.set()
+
+
+class QtToolsSection(QWidget):
+    """Tools with their risk and source, what runs without asking, and the granted folders."""
+
+    title = "Tools"
+    refreshed = Signal()
+
+    def __init__(self, context: AppContext, parent=None):
+        super().__init__(parent)
+        self.context = context
+        self.table = QTableWidget(0, 5)
+        self.table.setAccessibleName("Tools")
+        self.table.setHorizontalHeaderLabels(["Tool", "Risk", "Source", "Rule", "What it does"])
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        self.ask_button = QPushButton("Ask every time")
+        self.allow_button = QPushButton("Always allow")
+        self.deny_button = QPushButton("Never allow")
+        for button, rule in (
+            (self.ask_button, "ask"),
+            (self.allow_button, "allow"),
+            (self.deny_button, "deny"),
+        ):
+            button.setAccessibleName(f"{button.text()} for the selected tool")
+            button.clicked.connect(lambda _checked=False, rule=rule: self._set_rule(rule))
+        rule_buttons = QHBoxLayout()
+        rule_buttons.addStretch(1)
+        for button in (self.ask_button, self.allow_button, self.deny_button):
+            rule_buttons.addWidget(button)
+        self.folders = QListWidget()
+        self.folders.setAccessibleName("Granted folders")
+        self.grant_button = QPushButton("Grant a folder…")
+        self.grant_button.setAccessibleName("Grant a folder to the tools")
+        self.grant_button.clicked.connect(self._on_grant)
+        self.revoke_button = QPushButton("Remove")
+        self.revoke_button.setAccessibleName("Remove the selected folder")
+        self.revoke_button.clicked.connect(self._on_revoke)
+        folder_buttons = QHBoxLayout()
+        folder_buttons.addStretch(1)
+        folder_buttons.addWidget(self.grant_button)
+        folder_buttons.addWidget(self.revoke_button)
+        note = QLabel(
+            "Read tools work only inside granted folders. Write, network and shell tools ask every time "
+            "unless you choose Always allow; the model can never change that."
+        )
+        note.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(note)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(rule_buttons)
+        layout.addWidget(QLabel("Folders the tools may use:"))
+        layout.addWidget(self.folders)
+        layout.addLayout(folder_buttons)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.refresh()
+
+    def refresh(self) -> None:
+        def read():
+            from engine.tools import registered_tools
+            from engine.tools.policy import load_policy
+
+            return list(registered_tools().values()), load_policy()
+
+        run_in_background(read, lambda result: self._show(*result), self.context.notify_error)
+
+    def _show(self, tools: list, policy) -> None:
+        self.table.setRowCount(len(tools))
+        for row, tool in enumerate(tools):
+            if tool.name in policy.denied:
+                rule = "never"
+            elif tool.risk == "read" or tool.name in policy.always_allowed:
+                rule = "runs without asking"
+            else:
+                rule = "asks every time"
+            for column, text in enumerate((tool.name, tool.risk, tool.source, rule, tool.description)):
+                self.table.setItem(row, column, QTableWidgetItem(text))
+        self.folders.clear()
+        self.folders.addItems(policy.granted_folders)
+        self.refreshed.emit()
+
+    def _selected_tool(self) -> str | None:
+        items = self.table.selectedItems()
+        return self.table.item(items[0].row(), 0).text() if items else None
+
+    def _set_rule(self, rule: str) -> None:
+        name = self._selected_tool()
+        if name is None:
+            return
+
+        def save() -> None:
+            from engine.tools.policy import load_policy, save_policy
+
+            policy = load_policy()
+            policy.always_allowed = [tool for tool in policy.always_allowed if tool != name]
+            policy.denied = [tool for tool in policy.denied if tool != name]
+            if rule == "allow":
+                policy.always_allowed.append(name)
+            elif rule == "deny":
+                policy.denied.append(name)
+            save_policy(policy)
+
+        run_in_background(save, lambda _result: self.refresh(), self.context.notify_error)
+
+    def _on_grant(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Grant a folder to the tools")
+        if folder:
+            self.grant(folder)
+
+    def grant(self, folder: str) -> None:
+        def save() -> str:
+            from engine.tools.policy import grant_folder, load_policy, save_policy
+
+            policy = load_policy()
+            canonical = grant_folder(policy, folder)
+            save_policy(policy)
+            return canonical
+
+        run_in_background(save, lambda _canonical: self.refresh(), self.context.notify_error)
+
+    def _on_revoke(self) -> None:
+        item = self.folders.currentItem()
+        if item is None:
+            return
+        folder = item.text()
+
+        def save() -> None:
+            from engine.tools.policy import load_policy, save_policy
+
+            policy = load_policy()
+            policy.granted_folders = [granted for granted in policy.granted_folders if granted != folder]
+            save_policy(policy)
+
+        run_in_background(save, lambda _result: self.refresh(), self.context.notify_error)
