@@ -159,16 +159,26 @@ def chat(
             conversation_id = _chat_turn(agent, line, conversation_id, model_id, as_json, tool_use)
 
 
-def _chat_turn(agent, prompt: str, conversation_id: int | None, model_id: str | None, as_json: bool) -> int:
+def _chat_turn(
+    agent, prompt: str, conversation_id: int | None, model_id: str | None, as_json: bool, tool_use=None
+) -> int:
     from engine.backends import drain
+
+    def show(piece) -> None:
+        if not isinstance(piece, str):
+            _show_tool_event(piece, as_json)
+        elif as_json:
+            emit_json({"event": "token", "text": piece})
+        else:
+            click.echo(piece, nl=False)
 
     cancel = threading.Event()
     with _sigint_sets(cancel):
         result = drain(
-            agent.run_turn(prompt, conversation_id=conversation_id, model_id=model_id, cancel=cancel),
-            (lambda piece: emit_json({"event": "token", "text": piece}))
-            if as_json
-            else (lambda piece: click.echo(piece, nl=False)),
+            agent.run_turn(
+                prompt, conversation_id=conversation_id, model_id=model_id, cancel=cancel, tool_use=tool_use
+            ),
+            show,
         )
     completion = result.completion
     if as_json:

@@ -38,6 +38,8 @@ def build_window(app: QApplication) -> QtMainWindow:
         settings, settings_problem = Settings(), str(error)
     context = AppContext(load_catalog(), settings)
     apply_theme(app, settings.theme)
+    # A "system" theme follows the desktop when it switches between light and dark.
+    app.styleHints().colorSchemeChanged.connect(lambda _scheme: apply_theme(app, context.settings.theme))
     window = QtMainWindow(context)
     window.chat = QtChatSection(context)
     window.add_section(window.chat)

@@ -1,7 +1,9 @@
 """Light and dark looks: one shipped Qt style sheet each, chosen by the user or by the system.
 
 The sheets live in ``resources/`` so they can be tuned without touching code; a missing or unreadable
-sheet leaves the platform's own look rather than stopping the app.
+sheet leaves the platform's own look rather than stopping the app. They are written for the Fusion
+style, the one that looks the same on every platform and draws what a sheet leaves out (combo and spin
+box arrows) in the sheet's colours, so applying a sheet also selects Fusion.
 """
 
 from __future__ import annotations
@@ -36,5 +38,7 @@ def apply_theme(app: QApplication, theme: str) -> str:
         log.warning("style sheet %s not readable (%s); using the platform's look", sheet_path, error)
         app.setStyleSheet("")
         return "none"
+    if app.style().name() != "fusion":
+        app.setStyle("Fusion")
     app.setStyleSheet(style_sheet)
     return name

@@ -10,7 +10,7 @@ import pluggy
 from engine import hookspecs
 
 ENTRY_POINT_GROUP = "understudy"
-_BUILTIN_PLUGINS = ("engine.backends.llama_cpp",)
+_BUILTIN_PLUGINS = ("engine.backends.llama_cpp", "engine.tools.builtin")
 
 
 @functools.cache

@@ -217,7 +217,7 @@ def test_closing_mid_answer_stops_cleanly_and_logs_the_turn(qtbot, window):
 
 def test_the_last_conversation_and_geometry_come_back_on_start(qtbot, window):
     result = ask(qtbot, window.chat, "Remember me.")
-    window.resize(900, 650)
+    window.resize(1000, 700)
     window.close()
     closed_size = window.size()
     assert int(window_state().value("last_conversation")) == result.conversation_id
