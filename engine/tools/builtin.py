@@ -766,6 +766,14 @@ def _is_flag(argument: str, flag: str) -> bool:
     return cluster is not None and flag[1] in cluster.group(1)
 
 
+# Only what programs need to run; API keys and tokens in the app's environment stay out of reach.
+_PASSED_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT", "USERPROFILE")
+
+
+def _command_environment() -> dict[str, str]:
+    return {name: os.environ[name] for name in _PASSED_ENVIRONMENT if name in os.environ}
+
+
 def _kill_process_tree(process: subprocess.Popen) -> None:
     if os.name == "posix":
         with contextlib.suppress(ProcessLookupError):
@@ -848,6 +856,7 @@ class ShellTool(BuiltinTool):
                 stderr=subprocess.STDOUT,
                 shell=False,
                 start_new_session=os.name == "posix",
+                env=_command_environment(),
             )
         except FileNotFoundError:
             raise ToolError(

@@ -562,3 +562,12 @@ def test_the_builtins_register_through_the_plugin_hook():
         assert tool.parameters["type"] == "object" and tool.parameters["additionalProperties"] is False
         assert set(tool.parameters["required"]) <= set(tool.parameters["properties"])
         jsonschema.Draft202012Validator.check_schema(tool.parameters)
+
+
+def test_commands_do_not_see_the_apps_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-should-not-leak")
+    from engine.tools import ToolContext
+    from engine.tools.builtin import ShellTool
+
+    result = ShellTool().run({"argv": ["printenv"]}, ToolContext(granted_folders=(str(tmp_path.resolve()),)))
+    assert "sk-should-not-leak" not in result.text
