@@ -40,7 +40,7 @@ class QtToolCard(QFrame):
         super().__init__(parent)
         self.setObjectName("toolCard")
         self.setAccessibleName(f"Tool call {event.tool}")
-        self.event = event
+        self.tool_event = event
         duration = f" · {event.duration_ms:.0f} ms" if event.duration_ms is not None else ""
         header = QLabel(f"🔧 {event.tool} · {event.decision} ({event.decided_by}){duration}")
         header.setObjectName("messageFooter")

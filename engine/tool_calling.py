@@ -56,12 +56,31 @@ class ToolChoice:
     arguments_json: str = "{}"
 
 
+# Length bounds become one grammar rule per repetition in llama.cpp (a maxLength of a million makes a
+# grammar it cannot build); larger bounds are left to jsonschema validation after generation.
+GRAMMAR_BOUND_LIMIT = 32
+_BOUND_KEYWORDS = ("maxLength", "minLength", "maxItems", "minItems")
+
+
+def grammar_friendly(schema: Any) -> Any:
+    """``schema`` without length bounds too large to compile into a grammar."""
+    if isinstance(schema, list):
+        return [grammar_friendly(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    return {
+        key: grammar_friendly(value)
+        for key, value in schema.items()
+        if not (key in _BOUND_KEYWORDS and isinstance(value, int) and value > GRAMMAR_BOUND_LIMIT)
+    }
+
+
 def choice_schema(tools: dict[str, Tool]) -> dict[str, Any]:
     """One alternative per tool (its own argument schema) plus "none"."""
     alternatives = [
         {
             "type": "object",
-            "properties": {"tool": {"const": tool.name}, "arguments": tool.parameters},
+            "properties": {"tool": {"const": tool.name}, "arguments": grammar_friendly(tool.parameters)},
             "required": ["tool", "arguments"],
             "additionalProperties": False,
         }
@@ -92,6 +111,31 @@ def choice_prompt(tools: dict[str, Tool]) -> str:
         '{"tool": "none"} when no tool is needed.'
     )
     return "\n".join(lines)
+
+
+# Worked examples shown before the conversation: tiny models copy a pattern far better than they follow
+# a description. Only examples for tools that are registered are shown.
+CHOICE_EXAMPLES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("What is 12% of 250?", {"tool": "calculator", "arguments": {"expression": "12% of 250"}}),
+    ("Tell me a joke about cats.", {"tool": NO_TOOL}),
+    (
+        "Convert 3 km to miles",
+        {"tool": "unit_convert", "arguments": {"value": 3, "from_unit": "km", "to_unit": "mi"}},
+    ),
+    ("Find my files about taxes", {"tool": "file_search", "arguments": {"query": "taxes"}}),
+    ("What time is it in Tokyo?", {"tool": "datetime", "arguments": {"timezone": "Asia/Tokyo"}}),
+    ("Why is the sky blue?", {"tool": NO_TOOL}),
+)
+
+
+def choice_messages(tools: dict[str, Tool], conversation: list[Message]) -> list[Message]:
+    """The messages that ask the model for its tool choice: instructions, examples, the conversation."""
+    messages: list[Message] = [{"role": "system", "content": choice_prompt(tools)}]
+    for request, choice in CHOICE_EXAMPLES:
+        if choice["tool"] == NO_TOOL or choice["tool"] in tools:
+            messages.append({"role": "user", "content": request})
+            messages.append({"role": "assistant", "content": json.dumps(choice)})
+    return [*messages, *conversation]
 
 
 def parse_choice(text: str, tools: dict[str, Tool]) -> ToolChoice:
@@ -145,7 +189,7 @@ def use_tools(
     for _ in range(tool_use.max_calls):
         if cancel is not None and cancel.is_set():
             break
-        asked = [{"role": "system", "content": choice_prompt(tool_use.tools)}, *conversation]
+        asked = choice_messages(tool_use.tools, conversation)
         choice, raw, failure = None, "", None
         for attempt in range(2):
             completion = drain(backend.stream_chat(asked, CHOICE_OPTIONS, cancel, json_schema=schema))
