@@ -486,6 +486,10 @@ def download(
         return target
     import huggingface_hub
 
+    # Plain HTTP transfers report progress on this thread, so a cancel raised from ``progress`` stops
+    # them; Xet transfers run in threads of their own that ignore it. Understudy downloads one file at
+    # a time, so the faster protocol buys little.
+    huggingface_hub.constants.HF_HUB_DISABLE_XET = True
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         expected = source.sha256 or _published_sha256(entry, endpoint)
