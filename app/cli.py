@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from app.cli_mcp import mcp
 from engine.errors import UnderstudyError
 
 EXIT_ERROR = 1
@@ -825,6 +826,17 @@ def bench_startup(rounds: int, as_json: bool) -> None:
     _print_figures(run(rounds=rounds), as_json)
 
 
+@bench.command("tools")
+@click.option("-m", "--model", "model_id", help="Model ID (default: the default generalist).")
+@click.option("--limit", type=click.IntRange(1), help="Only the first N labelled requests.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_tools(model_id: str | None, limit: int | None, as_json: bool) -> None:
+    """Tool choice and argument accuracy on the labelled requests, with and without the grammar."""
+    from engine.tool_bench import bench_tools as run
+
+    _print_figures(run(model_id=model_id, limit=limit), as_json)
+
+
 @bench.command("redact")
 @click.option("--json", "as_json", is_flag=True)
 def bench_redact(as_json: bool) -> None:
@@ -832,6 +844,9 @@ def bench_redact(as_json: bool) -> None:
     from engine.redact_bench import bench_redact as run
 
     _print_figures(run(), as_json)
+
+
+cli.add_command(mcp)
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QListWidget,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QTableWidget,
@@ -197,6 +198,20 @@ class QtToolsSection(QWidget):
             "unless you choose Always allow; the model can never change that."
         )
         note.setWordWrap(True)
+        self.servers = QTableWidget(0, 5)
+        self.servers.setAccessibleName("MCP servers")
+        self.servers.setHorizontalHeaderLabels(["MCP server", "Status", "Tools", "Trusted", "Command line"])
+        self.servers.verticalHeader().hide()
+        self.servers.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.servers.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.servers.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        self.approve_server_button = QPushButton("Approve and start…")
+        self.approve_server_button.setAccessibleName("Approve the selected MCP server's command line")
+        self.approve_server_button.clicked.connect(self._on_approve_server)
+        server_buttons = QHBoxLayout()
+        server_buttons.addWidget(QLabel("Add servers with `understudy mcp add NAME -- COMMAND`."))
+        server_buttons.addStretch(1)
+        server_buttons.addWidget(self.approve_server_button)
         layout = QVBoxLayout(self)
         layout.addWidget(note)
         layout.addWidget(self.table, 1)
@@ -204,6 +219,8 @@ class QtToolsSection(QWidget):
         layout.addWidget(QLabel("Folders the tools may use:"))
         layout.addWidget(self.folders)
         layout.addLayout(folder_buttons)
+        layout.addWidget(self.servers)
+        layout.addLayout(server_buttons)
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -212,13 +229,26 @@ class QtToolsSection(QWidget):
     def refresh(self) -> None:
         def read():
             from engine.tools import registered_tools
+            from engine.tools.mcp import server_status
             from engine.tools.policy import load_policy
 
-            return list(registered_tools().values()), load_policy()
+            return list(registered_tools().values()), load_policy(), server_status()
 
         run_in_background(read, lambda result: self._show(*result), self.context.notify_error)
 
-    def _show(self, tools: list, policy) -> None:
+    def _show(self, tools: list, policy, servers: list[dict]) -> None:
+        self.servers.setRowCount(len(servers))
+        for row, server in enumerate(servers):
+            status = server["problem"] or ("approved" if server["approved"] else "not approved")
+            cells = (
+                server["name"],
+                status,
+                str(server["tools"]),
+                "yes" if server["trusted"] else "no (asks every call)",
+                server["command_line"],
+            )
+            for column, text in enumerate(cells):
+                self.servers.setItem(row, column, QTableWidgetItem(text))
         self.table.setRowCount(len(tools))
         for row, tool in enumerate(tools):
             if tool.name in policy.denied:
@@ -232,6 +262,31 @@ class QtToolsSection(QWidget):
         self.folders.clear()
         self.folders.addItems(policy.granted_folders)
         self.refreshed.emit()
+
+    def _on_approve_server(self) -> None:
+        items = self.servers.selectedItems()
+        if not items:
+            return
+        row = items[0].row()
+        name, command = self.servers.item(row, 0).text(), self.servers.item(row, 4).text()
+        answer = QMessageBox.question(
+            self,
+            f"Start MCP server {name}?",
+            f"Understudy will run exactly this command, now and whenever its tools are used:\n\n{command}",
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+
+        def approve() -> int:
+            from engine.tools.mcp import approve_server
+
+            return len(approve_server(name, shown=command))
+
+        run_in_background(
+            approve,
+            lambda count: (self.context.notify_info(f"{name} approved: {count} tools."), self.refresh()),
+            self.context.notify_error,
+        )
 
     def _selected_tool(self) -> str | None:
         items = self.table.selectedItems()

@@ -485,6 +485,7 @@ def download(
     if target.exists():
         return target
     import huggingface_hub
+    import huggingface_hub.constants
 
     # Plain HTTP transfers report progress on this thread, so a cancel raised from ``progress`` stops
     # them; Xet transfers run in threads of their own that ignore it. Understudy downloads one file at

@@ -10,7 +10,7 @@ import pluggy
 from engine import hookspecs
 
 ENTRY_POINT_GROUP = "understudy"
-_BUILTIN_PLUGINS = ("engine.backends.llama_cpp", "engine.tools.builtin")
+_BUILTIN_PLUGINS = ("engine.backends.llama_cpp", "engine.tools.builtin", "engine.tools.mcp")
 
 
 @functools.cache
