@@ -6,12 +6,12 @@ a labelled entity counts as found when some finding of its type overlaps it.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
 
 from engine.errors import UnderstudyError
+from engine.eval_sets import read_jsonl
 from engine.paths import shipped_file
 from engine.redact import TYPES, redact
 
@@ -66,25 +66,16 @@ def _rates(score: dict[str, int]) -> dict:
 
 
 def _load(path: Path) -> list[dict]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise UnderstudyError(f"Cannot read the redaction eval set {path}: {error}.") from error
     examples = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for number, example in read_jsonl(path, "redaction eval set"):
         try:
-            example = json.loads(line)
             example["text"], example["entities"]
-        except (ValueError, KeyError, TypeError) as error:
+        except (KeyError, TypeError) as error:
             raise UnderstudyError(
                 f"{path}, line {number}: each line must be a JSON object with 'text' and 'entities' "
                 f"({error})."
             ) from error
         examples.append(example)
-    if not examples:
-        raise UnderstudyError(f"The redaction eval set {path} has no examples.")
     return examples
 
 

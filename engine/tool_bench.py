@@ -25,6 +25,7 @@ from typing import Any
 from engine import backends, catalog
 from engine.backends import Backend, Completion, Message, drain
 from engine.errors import UnderstudyError
+from engine.eval_sets import read_jsonl
 from engine.paths import shipped_file
 from engine.tool_calling import CHOICE_OPTIONS, NO_TOOL, choice_messages, choice_schema, parse_choice
 from engine.tools import Tool, ToolContext, ToolError, registered_tools
@@ -165,18 +166,8 @@ def cannot_become_json_object(text: str) -> bool:
 
 def load_eval_set(path: Path, tools: dict[str, Tool]) -> list[dict[str, Any]]:
     """The labelled requests; a line naming an unknown tool is an error, not a silent miss."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise UnderstudyError(f"Cannot read the tool eval set {path}: {error}.") from error
     examples = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            example = json.loads(line)
-        except ValueError as error:
-            raise UnderstudyError(f"{path}, line {number} is not JSON ({error}).") from error
+    for number, example in read_jsonl(path, "tool eval set"):
         if not (
             isinstance(example, dict)
             and isinstance(example.get("request"), str)
@@ -193,8 +184,6 @@ def load_eval_set(path: Path, tools: dict[str, Tool]) -> list[dict[str, Any]]:
                 f"use one of {', '.join(tools)} or {NO_TOOL}."
             )
         examples.append(example)
-    if not examples:
-        raise UnderstudyError(f"The tool eval set {path} has no requests.")
     return examples
 
 
