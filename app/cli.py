@@ -66,6 +66,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--startup-probe", is_flag=True, hidden=True, help="Used by `bench startup`.")
 def app_command(self_test: bool, screenshot: Path | None, startup_probe: bool) -> None:
     """Open the desktop app (Qt)."""
+    import os
+
+    headless = not any(os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
+    if sys.platform.startswith("linux") and headless:
+        raise UnderstudyError(
+            "there is no display to open the window on (no DISPLAY or WAYLAND_DISPLAY); use "
+            "`understudy chat` in this terminal, or run the app from a desktop session"
+        )
     from app.gui import run_app
 
     code = run_app(self_test=self_test, screenshot=screenshot, startup_probe=startup_probe)

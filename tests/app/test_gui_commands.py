@@ -43,3 +43,9 @@ def test_bench_startup_prints_its_ratios():
     figures = json.loads(result.stdout)
     for key in ("bare_window_s", "window_shown_s", "model_ready_s", "window_ratio", "model_ready_ratio"):
         assert figures[key] > 0, key
+
+
+def test_without_a_display_the_app_says_what_to_do_instead_of_crashing():
+    result = run_understudy(QT_QPA_PLATFORM="", DISPLAY="", WAYLAND_DISPLAY="")
+    assert result.returncode == 1
+    assert "no display" in result.stderr and "understudy chat" in result.stderr
