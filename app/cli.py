@@ -515,9 +515,7 @@ def _set_tool_rule(name: str, allow: bool) -> None:
     if name not in registered_tools():
         raise ToolError(f"there is no tool '{name}'; `understudy tools list` shows them")
     policy = load_policy()
-    policy.always_allowed = [tool for tool in policy.always_allowed if tool != name]
-    policy.denied = [tool for tool in policy.denied if tool != name]
-    (policy.always_allowed if allow else policy.denied).append(name)
+    policy.set_rule(name, "allow" if allow else "deny")
     save_policy(policy)
     click.echo(f"{name}: {'always allowed' if allow else 'denied'}")
 
@@ -620,11 +618,9 @@ def cloud_use(name: str) -> None:
 @click.argument("state", type=click.Choice(["on", "off"]))
 def cloud_local_only(state: str) -> None:
     """With local-only on, nothing can be sent to any cloud provider, whatever was approved."""
-    from engine.escalation import load_cloud_config, save_cloud_config
+    from engine.escalation import set_local_only
 
-    config = load_cloud_config()
-    config.local_only = state == "on"
-    save_cloud_config(config)
+    set_local_only(state == "on")
     click.echo(f"Local-only is {state}.")
 
 

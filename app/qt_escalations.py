@@ -278,11 +278,9 @@ class QtEscalationsSection(QWidget):
 
     def _on_local_only_toggled(self, checked: bool) -> None:
         def save() -> None:
-            from engine.escalation import load_cloud_config, save_cloud_config
+            from engine.escalation import set_local_only
 
-            config = load_cloud_config()
-            config.local_only = checked
-            save_cloud_config(config)
+            set_local_only(checked)
 
         run_in_background(
             save,

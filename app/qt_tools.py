@@ -304,12 +304,7 @@ class QtToolsSection(QWidget):
             from engine.tools.policy import load_policy, save_policy
 
             policy = load_policy()
-            policy.always_allowed = [tool for tool in policy.always_allowed if tool != name]
-            policy.denied = [tool for tool in policy.denied if tool != name]
-            if rule == "allow":
-                policy.always_allowed.append(name)
-            elif rule == "deny":
-                policy.denied.append(name)
+            policy.set_rule(name, rule)
             save_policy(policy)
 
         run_in_background(save, lambda _result: self.refresh(), self.context.notify_error)

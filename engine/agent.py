@@ -158,14 +158,6 @@ class Agent:
 
 
 def _record_completion(call: ModelCallRecord, turn: TurnRecord, completion: Completion) -> None:
-    call.messages = completion.messages
-    call.response_text = completion.text
-    call.prompt_tokens = completion.prompt_tokens
-    call.completion_tokens = completion.completion_tokens
-    call.ttft_ms = completion.ttft_ms
-    call.duration_ms = completion.duration_ms
-    call.decode_tok_s = completion.decode_tokens_per_second
-    call.finish_reason = completion.finish_reason
-    call.trimmed_messages = completion.trimmed_messages
+    call.take(completion)
     turn.answer_text = completion.text
     turn.status = "cancelled" if completion.finish_reason == "cancelled" else "ok"

@@ -123,6 +123,13 @@ def save_cloud_config(config: CloudConfig) -> None:
         raise EscalationError(f"could not save {path}: {error.strerror or error}") from error
 
 
+def set_local_only(on: bool) -> None:
+    """The switch that makes every send impossible; ``send`` reads it again right before sending."""
+    config = load_cloud_config()
+    config.local_only = on
+    save_cloud_config(config)
+
+
 # Keys --------------------------------------------------------------------------------------------------
 
 

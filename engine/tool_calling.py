@@ -194,20 +194,11 @@ def use_tools(
         for attempt in range(2):
             completion = drain(backend.stream_chat(asked, CHOICE_OPTIONS, cancel, json_schema=schema))
             raw = completion.text.strip()
-            model_calls.append(
-                ModelCallRecord(
-                    model_id=backend.entry.id,
-                    backend=backend.name,
-                    messages=completion.messages,
-                    response_text=raw,
-                    prompt_tokens=completion.prompt_tokens,
-                    completion_tokens=completion.completion_tokens,
-                    ttft_ms=completion.ttft_ms,
-                    duration_ms=completion.duration_ms,
-                    decode_tok_s=completion.decode_tokens_per_second,
-                    finish_reason=f"tool-choice:{completion.finish_reason}",
-                )
-            )
+            call = ModelCallRecord(model_id=backend.entry.id, backend=backend.name, messages=[])
+            call.take(completion)
+            call.response_text = raw
+            call.finish_reason = f"tool-choice:{completion.finish_reason}"
+            model_calls.append(call)
             try:
                 choice = parse_choice(raw, tool_use.tools)
                 break

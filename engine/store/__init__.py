@@ -13,13 +13,16 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
 from engine import paths
 from engine.errors import StoreError
 from engine.store.migrations import migrate
+
+if TYPE_CHECKING:
+    from engine.backends import Completion
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -48,6 +51,18 @@ class ModelCallRecord:
     gpu_layers: int | None = None
     adapter_id: int | None = None
     error: str | None = None
+
+    def take(self, completion: Completion) -> None:
+        """Copy what a finished model call produced: the messages it saw, its text, usage and timings."""
+        self.messages = completion.messages
+        self.response_text = completion.text
+        self.prompt_tokens = completion.prompt_tokens
+        self.completion_tokens = completion.completion_tokens
+        self.ttft_ms = completion.ttft_ms
+        self.duration_ms = completion.duration_ms
+        self.decode_tok_s = completion.decode_tokens_per_second
+        self.finish_reason = completion.finish_reason
+        self.trimmed_messages = completion.trimmed_messages
 
 
 @dataclass

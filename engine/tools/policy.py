@@ -55,6 +55,15 @@ class ToolPolicy:
     def context(self) -> ToolContext:
         return ToolContext(granted_folders=tuple(os.path.realpath(folder) for folder in self.granted_folders))
 
+    def set_rule(self, tool_name: str, rule: Literal["ask", "allow", "deny"]) -> None:
+        """Ask every time, always allow, or never allow ``tool_name`` (one rule per tool)."""
+        self.always_allowed = [name for name in self.always_allowed if name != tool_name]
+        self.denied = [name for name in self.denied if name != tool_name]
+        if rule == "allow":
+            self.always_allowed.append(tool_name)
+        elif rule == "deny":
+            self.denied.append(tool_name)
+
     def decide(self, tool: Tool, arguments_json: str, approver: Approver | None) -> Decision:
         if tool.name in self.denied:
             return Decision(False, "deny-list", f"'{tool.name}' is on your deny list")
