@@ -204,6 +204,121 @@ def m005_tool_calls(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX tool_calls_by_turn ON tool_calls(turn_id)")
 
 
+@migration
+def m006_tasks_tuning_routing(db: sqlite_utils.Database) -> None:
+    """S3 to S6: task types (discovered clusters or named by the user), request embeddings, routing
+    decisions, training datasets, LoRA adapters and background jobs.
+
+    ``turns.cluster_id`` (from m001) holds the task id a turn was assigned to.
+    """
+    db.execute(
+        """
+        CREATE TABLE tasks (
+            id INTEGER PRIMARY KEY,
+            label TEXT NOT NULL,
+            source TEXT NOT NULL CHECK (source IN ('discovered', 'named', 'dataset')),
+            keywords_json TEXT NOT NULL DEFAULT '[]',
+            examples_json TEXT NOT NULL DEFAULT '[]',
+            centroid BLOB,
+            size INTEGER NOT NULL DEFAULT 0,
+            pin TEXT NOT NULL DEFAULT 'auto' CHECK (
+                pin IN ('auto', 'always_local', 'always_ask_cloud', 'never_cloud')
+            ),
+            confidence_threshold REAL,
+            created_utc TEXT NOT NULL,
+            updated_utc TEXT NOT NULL,
+            retired_utc TEXT
+        )
+        """
+    )
+    db.execute("ALTER TABLE turns ADD COLUMN imported INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX turns_by_task ON turns(cluster_id)")
+    db.execute(
+        """
+        CREATE TABLE embeddings (
+            turn_id INTEGER PRIMARY KEY REFERENCES turns(id) ON DELETE CASCADE,
+            encoder TEXT NOT NULL,
+            vector BLOB NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE route_decisions (
+            id INTEGER PRIMARY KEY,
+            turn_id INTEGER REFERENCES turns(id) ON DELETE SET NULL,
+            created_utc TEXT NOT NULL,
+            task_id INTEGER REFERENCES tasks(id) ON DELETE SET NULL,
+            distance REAL,
+            target TEXT NOT NULL CHECK (target IN ('specialist', 'generalist', 'cloud')),
+            adapter_id INTEGER,
+            escalation_id INTEGER REFERENCES escalations(id) ON DELETE SET NULL,
+            reason TEXT NOT NULL,
+            confidence REAL,
+            decision_ms REAL NOT NULL,
+            features_json TEXT NOT NULL DEFAULT '{}',
+            outcome TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX route_decisions_by_turn ON route_decisions(turn_id)")
+    db.execute(
+        """
+        CREATE TABLE datasets (
+            id INTEGER PRIMARY KEY,
+            task_id INTEGER REFERENCES tasks(id) ON DELETE SET NULL,
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            n_train INTEGER NOT NULL,
+            n_val INTEGER NOT NULL,
+            source_json TEXT NOT NULL DEFAULT '{}',
+            created_utc TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE adapters (
+            id INTEGER PRIMARY KEY,
+            task_id INTEGER REFERENCES tasks(id) ON DELETE SET NULL,
+            dataset_id INTEGER REFERENCES datasets(id) ON DELETE SET NULL,
+            base_model_id TEXT NOT NULL,
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('candidate', 'active', 'retired', 'rejected')),
+            eval_json TEXT NOT NULL DEFAULT '{}',
+            train_json TEXT NOT NULL DEFAULT '{}',
+            created_utc TEXT NOT NULL,
+            promoted_utc TEXT
+        )
+        """
+    )
+    # At most one active adapter per task: promotion is a single transaction that retires the old one.
+    db.execute("CREATE UNIQUE INDEX one_active_adapter_per_task ON adapters(task_id) WHERE status = 'active'")
+    db.execute(
+        """
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            task_id INTEGER REFERENCES tasks(id) ON DELETE SET NULL,
+            status TEXT NOT NULL CHECK (
+                status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')
+            ),
+            progress REAL NOT NULL DEFAULT 0,
+            args_json TEXT NOT NULL DEFAULT '{}',
+            pid INTEGER,
+            created_utc TEXT NOT NULL,
+            started_utc TEXT,
+            finished_utc TEXT,
+            log_path TEXT,
+            result_json TEXT,
+            error TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX jobs_by_status ON jobs(status, id)")
+
+
 def applied(db: sqlite_utils.Database) -> set[str]:
     if "_migrations" not in db.table_names():
         return set()
