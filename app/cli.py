@@ -841,6 +841,17 @@ def bench_tools(model_id: str | None, limit: int | None, as_json: bool) -> None:
     _print_figures(run(model_id=model_id, limit=limit), as_json)
 
 
+@bench.command("swap")
+@click.option("-m", "--model", "model_id", help="Model ID (default: the default generalist).")
+@click.option("--rounds", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_swap(model_id: str | None, rounds: int, as_json: bool) -> None:
+    """Switching a LoRA adapter on the loaded model vs reloading the model (target ratio <= 0.1)."""
+    from engine.swap_bench import bench_swap as run
+
+    _print_figures(run(model_id=model_id, rounds=rounds), as_json)
+
+
 @bench.command("redact")
 @click.option("--json", "as_json", is_flag=True)
 def bench_redact(as_json: bool) -> None:

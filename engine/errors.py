@@ -31,3 +31,15 @@ class BackendError(UnderstudyError):
 
 class StoreError(UnderstudyError):
     """The local database cannot be opened, migrated or written."""
+
+
+class AdapterError(UnderstudyError):
+    """A LoRA adapter file is missing, corrupt, or does not fit the base model it is applied to."""
+
+
+class TuningError(UnderstudyError):
+    """A dataset cannot be built, or training or export cannot run, as asked."""
+
+
+class TrainingCancelled(TuningError):
+    """Training stopped because it was asked to; its last checkpoint lets ``--resume`` continue."""

@@ -11,6 +11,7 @@ import atexit
 import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Protocol
 
 from engine import catalog
@@ -54,6 +55,9 @@ class Completion:
     # The messages the model actually saw, after trimming the oldest turns to fit the context.
     messages: list[Message] = field(default_factory=list)
     trimmed_messages: int = 0
+    # Log-probabilities of the sampled answer tokens under the model: the router's confidence signal.
+    mean_logprob: float | None = None
+    min_logprob: float | None = None
 
 
 class Backend(Protocol):
@@ -71,10 +75,13 @@ class Backend(Protocol):
         options: GenerationOptions,
         cancel: threading.Event | None = None,
         json_schema: dict | None = None,
+        adapter: Path | None = None,
     ) -> Generator[str, None, Completion]:
         """Yield answer text as it is decoded; stop between tokens once ``cancel`` is set.
 
         With ``json_schema`` the output is constrained to JSON matching it (a grammar in llama.cpp).
+        With ``adapter`` (a GGUF LoRA file) the call runs on the base model plus that adapter, switched
+        in without reloading the base.
         """
         ...
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from engine.backends import Completion, GenerationOptions, LoadOptions, Message
 from engine.catalog import ModelEntry
-from engine.errors import BackendError, ModelLoadError
+from engine.errors import AdapterError, BackendError, ModelLoadError
 from engine.hookspecs import hookimpl
 
 BACKEND_NAME = "llama_cpp"
@@ -60,6 +60,8 @@ class LlamaCppBackend:
             self.gpu_layers = -1 if gpu_offload_supported() else 0
         self._lock = threading.Lock()
         self._grammars: dict[str, object] = {}
+        self._adapter_handles: dict[Path, object] = {}
+        self._active_adapter: Path | None = None
         self._llama = self._load()
         self._formatter = self._chat_formatter()
 
@@ -163,9 +165,69 @@ class LlamaCppBackend:
         options: GenerationOptions = GenerationOptions(),
         cancel: threading.Event | None = None,
         json_schema: dict | None = None,
+        adapter: Path | None = None,
     ) -> Generator[str, None, Completion]:
         with self._lock:
+            self._switch_adapter_locked(adapter)
             return (yield from self._stream_locked(messages, options, cancel, json_schema))
+
+    # Adapters -----------------------------------------------------------------------------------------
+
+    def switch_adapter(self, adapter: Path | None) -> None:
+        """Serve with ``adapter`` (a GGUF LoRA file) on top of the loaded base, or with none.
+
+        The base stays loaded; adapters are loaded once and kept. The KV cache and the prompt-prefix
+        reuse are reset on every switch, or the next answer would continue from state computed under
+        the other adapter.
+        """
+        with self._lock:
+            self._switch_adapter_locked(adapter)
+
+    def _switch_adapter_locked(self, adapter: Path | None) -> None:
+        import ctypes
+
+        import llama_cpp
+
+        key = None if adapter is None else Path(adapter).resolve()
+        if key == self._active_adapter:
+            return
+        context = self._llama._ctx.ctx
+        if key is None:
+            failed = llama_cpp.llama_set_adapters_lora(context, None, 0, None)
+        else:
+            handles = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._adapter_handle(key))
+            failed = llama_cpp.llama_set_adapters_lora(context, handles, 1, (ctypes.c_float * 1)(1.0))
+        if failed:
+            raise AdapterError(f"llama.cpp refused to apply the adapter {key} to '{self.entry.id}'")
+        self._llama.reset()
+        self._llama._ctx.kv_cache_clear()
+        self._active_adapter = key
+
+    def _adapter_handle(self, path: Path):
+        handle = self._adapter_handles.get(path)
+        if handle is not None:
+            return handle
+        import llama_cpp
+
+        try:
+            with path.open("rb") as file:
+                magic = file.read(4)
+        except OSError as error:
+            raise AdapterError(f"cannot read adapter file {path}: {error}") from error
+        if magic != GGUF_MAGIC:
+            raise AdapterError(
+                f"adapter file {path} is not a GGUF LoRA adapter (it starts with {magic!r}); "
+                "re-export it or roll the task back to its previous adapter"
+            )
+        handle = llama_cpp.llama_adapter_lora_init(self._llama.model, str(path).encode())
+        if not handle:
+            raise AdapterError(
+                f"adapter file {path} could not be loaded onto '{self.entry.id}': it is corrupt, or "
+                "was trained for another base model (architecture or shapes differ). Roll the task back "
+                "(`understudy adapters rollback TASK`) or tune it again"
+            )
+        self._adapter_handles[path] = handle
+        return handle
 
     def _grammar(self, json_schema: dict):
         """A llama.cpp grammar that only admits JSON matching ``json_schema`` (cached per schema)."""
@@ -198,6 +260,7 @@ class LlamaCppBackend:
         import llama_cpp
 
         vocab = llama._model.vocab
+        scoring = _TokenLogprobs(llama)
         try:
             for token in llama.generate(
                 prompt_tokens,
@@ -216,6 +279,7 @@ class LlamaCppBackend:
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
                     finish_reason = "stop"
                     break
+                scoring.add(token)
                 completion_tokens += 1
                 last_token_at = now
                 piece = decoder.decode(llama.detokenize([token]))
@@ -246,10 +310,42 @@ class LlamaCppBackend:
             decode_tokens_per_second=decode_rate,
             messages=kept,
             trimmed_messages=trimmed,
+            mean_logprob=scoring.mean(),
+            min_logprob=scoring.minimum,
         )
 
     def close(self) -> None:
+        import llama_cpp
+
+        for handle in self._adapter_handles.values():
+            llama_cpp.llama_adapter_lora_free(handle)
+        self._adapter_handles.clear()
         self._llama.close()
+
+
+class _TokenLogprobs:
+    """Log-probabilities of sampled tokens under the model's raw distribution (before temperature and
+    grammar), read from the logits llama.cpp already computed, so confidence costs no extra pass."""
+
+    def __init__(self, llama):
+        self._llama = llama
+        self._n_vocab = llama.n_vocab()
+        self.total = 0.0
+        self.count = 0
+        self.minimum: float | None = None
+
+    def add(self, token: int) -> None:
+        import numpy as np
+
+        logits = np.ctypeslib.as_array(self._llama._ctx.get_logits_ith(-1), shape=(self._n_vocab,))
+        peak = float(logits.max())
+        logprob = float(logits[token]) - peak - float(np.log(np.exp(logits - peak).sum()))
+        self.total += logprob
+        self.count += 1
+        self.minimum = logprob if self.minimum is None else min(self.minimum, logprob)
+
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
 
 
 def _check_gguf_header(entry: ModelEntry, weights: Path) -> None:
