@@ -7,17 +7,21 @@ wrote them. The decision itself is made by the engine's policy; the dialog only 
 
 from __future__ import annotations
 
+import shlex
 import threading
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
+    QDialogButtonBox,
     QFileDialog,
+    QFormLayout,
     QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QListWidget,
     QMessageBox,
     QPlainTextEdit,
@@ -205,13 +209,25 @@ class QtToolsSection(QWidget):
         self.servers.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.servers.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.servers.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        self.add_server_button = QPushButton("Add server…")
+        self.add_server_button.setAccessibleName("Add an MCP server (it does not run until approved)")
+        self.add_server_button.clicked.connect(self._on_add_server)
         self.approve_server_button = QPushButton("Approve and start…")
         self.approve_server_button.setAccessibleName("Approve the selected MCP server's command line")
         self.approve_server_button.clicked.connect(self._on_approve_server)
+        self.trust_server_button = QPushButton("Trust / untrust")
+        self.trust_server_button.setAccessibleName(
+            "Let the selected server's tools run without asking, or not"
+        )
+        self.trust_server_button.clicked.connect(self._on_toggle_trust)
+        self.remove_server_button = QPushButton("Remove server")
+        self.remove_server_button.setAccessibleName("Remove the selected MCP server")
+        self.remove_server_button.clicked.connect(self._on_remove_server)
         server_buttons = QHBoxLayout()
-        server_buttons.addWidget(QLabel("Add servers with `understudy mcp add NAME -- COMMAND`."))
+        server_buttons.addWidget(self.add_server_button)
         server_buttons.addStretch(1)
-        server_buttons.addWidget(self.approve_server_button)
+        for button in (self.approve_server_button, self.trust_server_button, self.remove_server_button):
+            server_buttons.addWidget(button)
         layout = QVBoxLayout(self)
         layout.addWidget(note)
         layout.addWidget(self.table, 3)
@@ -242,7 +258,10 @@ class QtToolsSection(QWidget):
     def _show(self, tools: list, policy, servers: list[dict]) -> None:
         self.servers.setRowCount(len(servers))
         for row, server in enumerate(servers):
-            status = server["problem"] or ("approved" if server["approved"] else "not approved")
+            if not server["approved"]:
+                status = "not approved: select it, then Approve and start…"
+            else:
+                status = server["problem"] or "approved"
             cells = (
                 server["name"],
                 status,
@@ -266,12 +285,85 @@ class QtToolsSection(QWidget):
         self.folders.addItems(policy.granted_folders)
         self.refreshed.emit()
 
-    def _on_approve_server(self) -> None:
+    def _on_add_server(self) -> None:
+        dialog = QtAddServerDialog(self)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.add_server(dialog.name_edit.text().strip(), dialog.command_edit.text())
+
+    def add_server(self, name: str, command_text: str) -> None:
+        """Store a server from a typed command line; nothing runs until it is approved."""
+
+        def save() -> None:
+            from engine.tools.mcp import McpError, add_server
+
+            try:
+                words = shlex.split(command_text)
+            except ValueError as error:
+                raise McpError(f"the command line cannot be read ({error}); check its quotes") from None
+            if not words:
+                raise McpError("type the command that starts the server, e.g. `python3 my_server.py`")
+            add_server(name, words[0], words[1:])
+
+        run_in_background(
+            save,
+            lambda _result: (
+                self.context.notify_info(f"{name} added: approve it to start it."),
+                self.refresh(),
+            ),
+            self.context.notify_error,
+        )
+
+    def _selected_server(self) -> tuple[str, str] | None:
         items = self.servers.selectedItems()
         if not items:
-            return
+            return None
         row = items[0].row()
-        name, command = self.servers.item(row, 0).text(), self.servers.item(row, 4).text()
+        return self.servers.item(row, 0).text(), self.servers.item(row, 4).text()
+
+    def _on_toggle_trust(self) -> None:
+        selected = self._selected_server()
+        if selected is None:
+            return
+        name = selected[0]
+
+        def toggle() -> bool:
+            from engine.tools.mcp import load_config, set_trusted
+
+            trusted = name not in load_config().trusted
+            set_trusted(name, trusted)
+            return trusted
+
+        run_in_background(
+            toggle,
+            lambda trusted: (
+                self.context.notify_info(
+                    f"{name}'s tools now run without asking."
+                    if trusted
+                    else f"{name}'s tools ask every call."
+                ),
+                self.refresh(),
+            ),
+            self.context.notify_error,
+        )
+
+    def _on_remove_server(self) -> None:
+        selected = self._selected_server()
+        if selected is None:
+            return
+        name = selected[0]
+
+        def remove() -> None:
+            from engine.tools.mcp import remove_server
+
+            remove_server(name)
+
+        run_in_background(remove, lambda _result: self.refresh(), self.context.notify_error)
+
+    def _on_approve_server(self) -> None:
+        selected = self._selected_server()
+        if selected is None:
+            return
+        name, command = selected
         answer = QMessageBox.question(
             self,
             f"Start MCP server {name}?",
@@ -279,11 +371,18 @@ class QtToolsSection(QWidget):
         )
         if answer != QMessageBox.StandardButton.Yes:
             return
+        self.approve_server(name, command)
+
+    def approve_server(self, name: str, shown_command_line: str) -> None:
+        """Approve ``name`` as the user saw it: if its command line changed since, nothing runs."""
 
         def approve() -> int:
-            from engine.tools.mcp import approve_server
+            from engine.tools.mcp import McpError, approve_server, command_line, configured_server
 
-            return len(approve_server(name, shown=command))
+            server = configured_server(name)
+            if command_line(server) != shown_command_line:
+                raise McpError(f"'{name}' changed since it was shown to you; check it and approve it again")
+            return len(approve_server(name, shown=server))
 
         run_in_background(
             approve,
@@ -339,3 +438,31 @@ class QtToolsSection(QWidget):
             save_policy(policy)
 
         run_in_background(save, lambda _result: self.refresh(), self.context.notify_error)
+
+
+class QtAddServerDialog(QDialog):
+    """Name and command line of a new MCP server; adding it runs nothing."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Add an MCP server")
+        self.name_edit = QLineEdit()
+        self.name_edit.setAccessibleName("Server name")
+        self.name_edit.setPlaceholderText("notes")
+        self.command_edit = QLineEdit()
+        self.command_edit.setAccessibleName("Command line that starts the server")
+        self.command_edit.setPlaceholderText("python3 /path/to/server.py --flag")
+        form = QFormLayout()
+        form.addRow("Name", self.name_edit)
+        form.addRow("Command line", self.command_edit)
+        note = QLabel("The server will not run until you approve this exact command line.")
+        note.setWordWrap(True)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(note)
+        layout.addWidget(buttons)

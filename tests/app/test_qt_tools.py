@@ -87,3 +87,64 @@ def test_the_tools_section_lists_tools_and_grants_folders(qtbot, tmp_path):
     with qtbot.waitSignal(section.refreshed):
         qtbot.mouseClick(section.deny_button, Qt.MouseButton.LeftButton)
     assert load_policy().denied == ["shell"]
+
+
+ECHO_SERVER = """
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("echo")
+
+
+@server.tool()
+def echo(text: str) -> str:
+    \"\"\"Say the text back.\"\"\"
+    return text
+
+
+server.run()
+"""
+
+
+def test_an_mcp_server_added_in_the_app_runs_only_once_approved_as_shown(qtbot, tmp_path):
+    import sys
+
+    from engine.tools.mcp import command_line, configured_server, load_config
+
+    script = tmp_path / "echo_server.py"
+    script.write_text(ECHO_SERVER, encoding="utf-8")
+    context = AppContext(load_catalog(), Settings())
+    section = QtToolsSection(context)
+    qtbot.addWidget(section)
+    with qtbot.waitSignal(section.refreshed):
+        section.add_server("echo", f"{sys.executable} '{script}'")
+    assert section.servers.item(0, 0).text() == "echo"
+    assert section.servers.item(0, 1).text().startswith("not approved")
+    shown = command_line(configured_server("echo"))
+
+    with qtbot.waitSignal(context.notification) as refused:
+        section.approve_server("echo", shown + " --extra")
+    assert refused.args[0] == "error" and "changed since it was shown" in refused.args[1]
+    assert "echo" not in load_config().approved
+
+    with qtbot.waitSignal(section.refreshed, timeout=30000):
+        section.approve_server("echo", shown)
+    assert section.servers.item(0, 1).text() == "approved"
+    assert section.servers.item(0, 2).text() == "1"
+
+    section.servers.selectRow(0)
+    with qtbot.waitSignal(section.refreshed):
+        qtbot.mouseClick(section.trust_server_button, Qt.MouseButton.LeftButton)
+    assert load_config().trusted == ["echo"]
+    with qtbot.waitSignal(section.refreshed):
+        section.servers.selectRow(0)
+        qtbot.mouseClick(section.remove_server_button, Qt.MouseButton.LeftButton)
+    assert section.servers.rowCount() == 0
+
+
+def test_a_command_line_with_unbalanced_quotes_is_refused_with_a_reason(qtbot):
+    context = AppContext(load_catalog(), Settings())
+    section = QtToolsSection(context)
+    qtbot.addWidget(section)
+    with qtbot.waitSignal(context.notification) as refused:
+        section.add_server("broken", "python3 'unclosed")
+    assert refused.args[0] == "error" and "quotes" in refused.args[1]
