@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from engine import backends
 from engine.backends import Completion, GenerationOptions, LoadOptions, Message
 from engine.catalog import Catalog, ModelEntry
-from engine.errors import UnderstudyError
+from engine.errors import AdapterError, UnderstudyError
 from engine.settings import Settings
 from engine.store import ModelCallRecord, Store, TurnRecord
 from engine.tool_calling import ToolEvent, ToolUse, use_tools
+from engine.tuning import adapters
 
 
 @dataclass
@@ -79,6 +80,7 @@ class Agent:
         cancel: threading.Event | None = None,
         replacing: int | None = None,
         tool_use: ToolUse | None = None,
+        adapter_id: int | None = None,
     ) -> Generator[str | ToolEvent, None, TurnResult]:
         """Answer ``user_text`` in a conversation (a new one when None), streaming the answer.
 
@@ -89,7 +91,18 @@ class Agent:
 
         With ``tool_use`` the model may first call tools (each call yielded as a ``ToolEvent`` and
         logged with its permission decision in the same transaction as the turn).
+
+        With ``adapter_id`` the answer comes from that LoRA adapter on its base model, after its file's
+        sha256 is checked.
         """
+        adapter_path = None
+        if adapter_id is not None:
+            adapter, adapter_path = adapters.serving_path(self.store, adapter_id)
+            if model_id is not None and model_id != adapter.base_model_id:
+                raise AdapterError(
+                    f"adapter {adapter_id} was trained on '{adapter.base_model_id}', not '{model_id}'"
+                )
+            model_id = adapter.base_model_id
         entry = self.model_entry(model_id)
         replaced: list[int] = []
         if replacing is not None:
@@ -99,13 +112,16 @@ class Agent:
                 f"there is no conversation {conversation_id}; `understudy logs` shows the ones there are"
             )
         messages = self.messages_for(conversation_id, user_text, before_turn_id=replacing)
-        call = ModelCallRecord(model_id=entry.id, backend=entry.backend, messages=messages)
+        call = ModelCallRecord(
+            model_id=entry.id, backend=entry.backend, messages=messages, adapter_id=adapter_id
+        )
         turn = TurnRecord(
             conversation_id=conversation_id,
             user_text=user_text,
             model_id=entry.id,
             model_calls=[call],
             replaces=replaced,
+            adapter_id=adapter_id,
         )
         completion = None
         try:
@@ -122,7 +138,9 @@ class Agent:
                 )
                 turn.model_calls.remove(call)
                 turn.model_calls.append(call)
-            completion = yield from backend.stream_chat(answer_messages, self.generation, cancel)
+            completion = yield from backend.stream_chat(
+                answer_messages, self.generation, cancel, adapter=adapter_path
+            )
         except UnderstudyError as error:
             turn.status, turn.error, call.error = "error", str(error), str(error)
             self._log(turn)

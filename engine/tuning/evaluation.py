@@ -1,0 +1,410 @@
+"""The evaluation gate (S6, iterate): an adapter serves a task only if it measurably helps and harms
+nothing else.
+
+Two measurements, both through llama.cpp on the quantised base exactly as the adapter will be served
+(greedy decoding, temperature 0, a fixed seed, short answers):
+
+- **Task score**, on the dataset's validation split. Each example's last assistant message is the
+  reference; the messages before it are the prompt. When the reference is JSON, the answer scores the
+  share of the reference's fields it reproduces (0 when it is not valid JSON); otherwise 1 for an exact
+  match after normalising (case, spacing, surrounding quotes, final punctuation) and the token F1
+  (SQuAD-style overlap of the two bags of words) otherwise. The task score is the mean.
+- **General score**, on a regression set shipped in ``resources/general_eval.jsonl``: short questions
+  of every kind (facts, arithmetic, word tasks, instructions) that the default base answers right. An
+  answer passes when it contains one of the item's accepted words; the score is the share that pass.
+  It guards against the failure a hand test here showed: a tuned model that answers every question
+  with its trained phrase.
+
+``gate`` promotes a candidate only if its task score is strictly higher than the base's and than the
+active adapter's, and its general score is no more than ``GENERAL_TOLERANCE`` (10 points) below the
+base's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import unicodedata
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.backends import Backend, GenerationOptions, Message, drain
+from engine.errors import TrainingCancelled, TuningError
+from engine.eval_sets import read_jsonl
+from engine.paths import shipped_file
+
+GENERAL_SET = "resources/general_eval.jsonl"
+GENERAL_TOLERANCE = 0.10
+GENERAL_MAX_TOKENS = 48
+SEED = 0
+MISTAKES_KEPT = 5
+
+Progress = Callable[[int, int], None]
+
+
+# Scoring one answer --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnswerScore:
+    """How one answer compares with its reference; ``score`` is in [0, 1]."""
+
+    score: float
+    exact: bool
+    json_valid: bool | None = None
+    field_match: float | None = None
+    similarity: float | None = None
+
+
+def normalise(text: str) -> str:
+    """Lower case, single spaces, no surrounding quotes or final punctuation: "Paris." equals "paris"."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = " ".join(text.split())
+    return text.strip("\"'`").rstrip(".!;:,").strip()
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    """The harmonic mean of word precision and recall between two answers (SQuAD's F1)."""
+    predicted = re.findall(r"\w+", normalise(prediction))
+    expected = re.findall(r"\w+", normalise(reference))
+    if not predicted or not expected:
+        return float(predicted == expected)
+    common = sum((Counter(predicted) & Counter(expected)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+def score_answer(prediction: str, reference: str) -> AnswerScore:
+    """Score an answer: field match for a JSON reference, exact match or token F1 for text."""
+    expected = _as_json(reference)
+    if isinstance(expected, dict | list):
+        return _score_json(prediction, expected)
+    if normalise(prediction) == normalise(reference):
+        return AnswerScore(score=1.0, exact=True, similarity=1.0)
+    similarity = token_f1(prediction, reference)
+    return AnswerScore(score=similarity, exact=False, similarity=similarity)
+
+
+def _as_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _first_json_value(text: str) -> tuple[bool, Any]:
+    """The first JSON object or array in ``text`` (a model may wrap it in words or a code fence)."""
+    decoder = json.JSONDecoder()
+    for start, character in enumerate(text):
+        if character in "{[":
+            try:
+                return True, decoder.raw_decode(text, start)[0]
+            except ValueError:
+                continue
+    return False, None
+
+
+def _same_value(predicted: Any, expected: Any) -> bool:
+    if isinstance(expected, str) and isinstance(predicted, str):
+        return normalise(predicted) == normalise(expected)
+    if isinstance(expected, bool) or isinstance(predicted, bool):
+        return predicted is expected
+    if isinstance(expected, int | float) and isinstance(predicted, int | float):
+        return abs(predicted - expected) <= 1e-9 * max(1.0, abs(expected))
+    return predicted == expected
+
+
+def _score_json(prediction: str, expected: dict | list) -> AnswerScore:
+    valid, predicted = _first_json_value(prediction)
+    if not valid:
+        return AnswerScore(score=0.0, exact=False, json_valid=False, field_match=0.0)
+    if isinstance(expected, dict) and expected:
+        matched = isinstance(predicted, dict) and sum(
+            key in predicted and _same_value(predicted[key], value) for key, value in expected.items()
+        )
+        field_match = (matched or 0) / len(expected)
+    else:
+        field_match = float(_same_value(predicted, expected))
+    exact = predicted == expected
+    return AnswerScore(score=field_match, exact=exact, json_valid=True, field_match=field_match)
+
+
+# The task score ------------------------------------------------------------------------------------
+
+
+@dataclass
+class TaskScore:
+    """A model's (and adapter's) scores on a task's validation examples."""
+
+    examples: int
+    score: float
+    exact_match: float
+    json_examples: int = 0
+    json_valid: float | None = None
+    field_match: float | None = None
+    similarity: float | None = None
+    seconds: float = 0.0
+    mistakes: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return _rounded(asdict(self))
+
+
+def split_example(messages: list[Message]) -> tuple[list[Message], str]:
+    """The prompt (every message before the last answer) and the reference answer."""
+    if not messages or messages[-1]["role"] != "assistant":
+        raise TuningError("An evaluation example must end with the assistant's answer.")
+    return messages[:-1], messages[-1]["content"]
+
+
+def answer_budget(reference: str) -> int:
+    """Enough new tokens for an answer as long as the reference (about 2 characters a token at worst)."""
+    return max(16, min(256, len(reference) // 2 + 8))
+
+
+def evaluate_task(
+    backend: Backend,
+    records: list[list[Message]],
+    adapter: Path | None = None,
+    cancel: threading.Event | None = None,
+    on_progress: Progress | None = None,
+) -> TaskScore:
+    """Score ``backend`` (plus ``adapter``) on chat records whose last message is the reference."""
+    if not records:
+        raise TuningError("There are no validation examples to evaluate on; build a bigger dataset.")
+    started = time.perf_counter()
+    scores: list[AnswerScore] = []
+    mistakes: list[dict[str, str]] = []
+    for index, messages in enumerate(records):
+        _stop_if_cancelled(cancel)
+        prompt, reference = split_example(messages)
+        options = GenerationOptions(max_tokens=answer_budget(reference), temperature=0.0, seed=SEED)
+        answer = drain(backend.stream_chat(prompt, options, adapter=adapter)).text.strip()
+        scored = score_answer(answer, reference)
+        scores.append(scored)
+        if not scored.exact and len(mistakes) < MISTAKES_KEPT:
+            mistakes.append({"prompt": prompt[-1]["content"], "expected": reference, "answer": answer})
+        if on_progress:
+            on_progress(index + 1, len(records))
+    json_scores = [s for s in scores if s.json_valid is not None]
+    text_scores = [s for s in scores if s.similarity is not None]
+    return TaskScore(
+        examples=len(scores),
+        score=_mean(s.score for s in scores),
+        exact_match=_mean(float(s.exact) for s in scores),
+        json_examples=len(json_scores),
+        json_valid=_mean(float(s.json_valid) for s in json_scores) if json_scores else None,
+        field_match=_mean(s.field_match for s in json_scores) if json_scores else None,
+        similarity=_mean(s.similarity for s in text_scores) if text_scores else None,
+        seconds=time.perf_counter() - started,
+        mistakes=mistakes,
+    )
+
+
+# The general regression set ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GeneralItem:
+    prompt: str
+    reference: str
+    accept: tuple[str, ...]
+
+    def passes(self, answer: str) -> bool:
+        """Whether ``answer`` contains an accepted word (as a whole word; a number not inside another)."""
+        for word in self.accept:
+            tail = r"(?![\w.]*\d)" if word[-1].isdigit() else ""
+            if re.search(rf"(?<!\w){re.escape(word)}{tail}", answer, re.IGNORECASE):
+                return True
+        return False
+
+
+@dataclass
+class GeneralScore:
+    items: int
+    passed: int
+    score: float
+    seconds: float = 0.0
+    failed_prompts: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return _rounded(asdict(self))
+
+
+def load_general_set(path: Path | None = None) -> list[GeneralItem]:
+    path = path or shipped_file(GENERAL_SET)
+    items = []
+    for number, value in read_jsonl(path, "general regression set"):
+        try:
+            items.append(GeneralItem(value["prompt"], value["reference"], tuple(value["accept"])))
+        except (KeyError, TypeError) as error:
+            raise TuningError(
+                f"{path}, line {number} needs a prompt, a reference and a list of accepted words."
+            ) from error
+    return items
+
+
+def evaluate_general(
+    backend: Backend,
+    adapter: Path | None = None,
+    items: list[GeneralItem] | None = None,
+    cancel: threading.Event | None = None,
+    on_progress: Progress | None = None,
+) -> GeneralScore:
+    """The share of the regression set ``backend`` (plus ``adapter``) still answers right.
+
+    An answer stops as soon as it contains an accepted word: the verdict is known, and the rest would
+    only cost time.
+    """
+    items = items if items is not None else load_general_set()
+    options = GenerationOptions(max_tokens=GENERAL_MAX_TOKENS, temperature=0.0, seed=SEED)
+    started = time.perf_counter()
+    failed: list[str] = []
+    for index, item in enumerate(items):
+        _stop_if_cancelled(cancel)
+        if not item.passes(_general_answer(backend, item, options, adapter)):
+            failed.append(item.prompt)
+        if on_progress:
+            on_progress(index + 1, len(items))
+    passed = len(items) - len(failed)
+    return GeneralScore(
+        items=len(items),
+        passed=passed,
+        score=passed / len(items) if items else 0.0,
+        seconds=time.perf_counter() - started,
+        failed_prompts=failed,
+    )
+
+
+def _general_answer(
+    backend: Backend, item: GeneralItem, options: GenerationOptions, adapter: Path | None
+) -> str:
+    """The answer to one regression item, cut short once it contains an accepted word."""
+    answered = threading.Event()
+    pieces: list[str] = []
+
+    def listen(piece: str) -> None:
+        pieces.append(piece)
+        if item.passes("".join(pieces)):
+            answered.set()
+
+    messages = [{"role": "user", "content": item.prompt}]
+    drain(backend.stream_chat(messages, options, cancel=answered, adapter=adapter), listen)
+    return "".join(pieces)
+
+
+# The gate ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    """One contender measured: the base, the candidate adapter or the adapter active now."""
+
+    role: str  # base | candidate | active
+    model_id: str
+    adapter_id: int | None
+    task: TaskScore
+    general: GeneralScore | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "model_id": self.model_id,
+            "adapter_id": self.adapter_id,
+            "task": self.task.as_dict(),
+            "general": None if self.general is None else self.general.as_dict(),
+        }
+
+
+@dataclass
+class GateDecision:
+    promote: bool
+    reasons: list[str]
+    figures: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def gate(
+    candidate: Evaluation,
+    base: Evaluation,
+    active: Evaluation | None,
+    tolerance: float = GENERAL_TOLERANCE,
+) -> GateDecision:
+    """Promote only if the candidate beats the base and the active adapter on the task and stays
+    within ``tolerance`` of the base on the general set (both measured on the candidate's base)."""
+    if candidate.general is None or base.general is None:
+        raise TuningError("The gate needs the general-set scores of both the candidate and its base.")
+    reasons: list[str] = []
+    promote = True
+    task, general = candidate.task.score, candidate.general.score
+    if task > base.task.score:
+        reasons.append(f"task: {_percent(task)} beats the base's {_percent(base.task.score)}")
+    else:
+        promote = False
+        reasons.append(f"task: {_percent(task)} does not beat the base's {_percent(base.task.score)}")
+    if active is not None:
+        if task > active.task.score:
+            reasons.append(
+                f"task: {_percent(task)} beats active adapter {active.adapter_id}'s "
+                f"{_percent(active.task.score)}"
+            )
+        else:
+            promote = False
+            reasons.append(
+                f"task: {_percent(task)} does not beat active adapter {active.adapter_id}'s "
+                f"{_percent(active.task.score)}"
+            )
+    floor = base.general.score - tolerance
+    if general >= floor - 1e-9:
+        reasons.append(
+            f"general: {_percent(general)} is within {tolerance * 100:.0f} points of the base's "
+            f"{_percent(base.general.score)}"
+        )
+    else:
+        promote = False
+        reasons.append(
+            f"general: {_percent(general)} is more than {tolerance * 100:.0f} points below the base's "
+            f"{_percent(base.general.score)}: the adapter breaks unrelated prompts"
+        )
+    figures = {
+        "task": {
+            "base": round(base.task.score, 4),
+            "candidate": round(task, 4),
+            "active": None if active is None else round(active.task.score, 4),
+            "examples": candidate.task.examples,
+        },
+        "general": {
+            "base": round(base.general.score, 4),
+            "candidate": round(general, 4),
+            "tolerance": tolerance,
+            "items": candidate.general.items,
+        },
+    }
+    return GateDecision(promote=promote, reasons=reasons, figures=figures)
+
+
+def _percent(score: float) -> str:
+    return f"{score * 100:.1f}%"
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else 0.0
+
+
+def _rounded(record: dict[str, Any]) -> dict[str, Any]:
+    return {key: round(value, 4) if isinstance(value, float) else value for key, value in record.items()}
+
+
+def _stop_if_cancelled(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise TrainingCancelled("Evaluation stopped because the job was cancelled.")

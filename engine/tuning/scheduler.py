@@ -1,0 +1,191 @@
+"""When a queued tuning job may run: inside the nightly window, with the machine idle and on AC power,
+and never beside another job.
+
+The rules are one pure function, ``should_start``, fed the time and the machine's readings, so tests
+inject them; ``PsutilMachine`` reads the real ones. Nothing here runs on its own: ``understudy tune
+run-due`` asks these rules and runs the oldest queued job when they allow it. Wire it to a timer
+(cron ``*/15 * * * * understudy tune run-due``, a systemd user timer, Task Scheduler, launchd) or let
+the desktop app call it while it is open.
+
+Schedule settings live in ``<data dir>/tuning.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from engine import paths
+from engine.errors import TuningError
+
+SETTINGS_FILE = "tuning.json"
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """The nightly window (local "HH:MM"; a window may cross midnight; equal ends mean all day) and the
+    conditions a job waits for."""
+
+    window_start: str = "01:00"
+    window_end: str = "06:00"
+    require_idle: bool = True
+    require_ac_power: bool = True
+    # Idle: the one-minute load average per CPU core is below this.
+    idle_load_per_core: float = 0.3
+
+    def start_time(self) -> time:
+        return _parse_clock(self.window_start, "window_start")
+
+    def end_time(self) -> time:
+        return _parse_clock(self.window_end, "window_end")
+
+    def with_changes(self, **changes) -> ScheduleSettings:
+        updated = replace(self, **changes)
+        _validate(updated, "a change")
+        return updated
+
+
+@dataclass(frozen=True)
+class PowerReading:
+    """On AC power (True), on battery (False) or unknown (None)."""
+
+    on_ac: bool | None
+    battery_percent: float | None = None
+
+
+@dataclass(frozen=True)
+class IdleReading:
+    load_per_core: float
+
+
+class Machine(Protocol):
+    def power(self) -> PowerReading: ...
+
+    def idle(self) -> IdleReading: ...
+
+
+class PsutilMachine:
+    """The real readings: battery state and the one-minute load average, through psutil."""
+
+    def power(self) -> PowerReading:
+        import psutil
+
+        battery = psutil.sensors_battery()
+        if battery is None:  # no battery: a desktop, always on mains
+            return PowerReading(on_ac=True)
+        return PowerReading(on_ac=battery.power_plugged, battery_percent=battery.percent)
+
+    def idle(self) -> IdleReading:
+        import psutil
+
+        one_minute = psutil.getloadavg()[0]
+        return IdleReading(load_per_core=one_minute / (psutil.cpu_count() or 1))
+
+
+def in_window(now: datetime, settings: ScheduleSettings) -> bool:
+    start, end, clock = settings.start_time(), settings.end_time(), now.time().replace(tzinfo=None)
+    if start == end:
+        return True
+    if start < end:
+        return start <= clock < end
+    return clock >= start or clock < end  # the window crosses midnight
+
+
+def next_window_start(now: datetime, settings: ScheduleSettings) -> datetime:
+    """When the window next opens (``now`` when it is open already)."""
+    if in_window(now, settings):
+        return now
+    opening = now.replace(
+        hour=settings.start_time().hour, minute=settings.start_time().minute, second=0, microsecond=0
+    )
+    return opening if opening > now else opening + timedelta(days=1)
+
+
+def should_start(
+    now: datetime,
+    power: PowerReading,
+    idle: IdleReading,
+    running_jobs: int,
+    settings: ScheduleSettings,
+) -> tuple[bool, str]:
+    """Whether a queued job may start now, and why (or why not), in words for the user."""
+    if running_jobs:
+        return False, "another tuning job is running; one runs at a time"
+    if not in_window(now, settings):
+        return False, (
+            f"outside the tuning window {settings.window_start}-{settings.window_end} "
+            f"(it is {now:%H:%M}); next window opens {next_window_start(now, settings):%Y-%m-%d %H:%M}"
+        )
+    if settings.require_ac_power and power.on_ac is not True:
+        state = "on battery" if power.on_ac is False else "on an unknown power source"
+        return False, f"the machine is {state}; tuning waits for AC power"
+    if settings.require_idle and idle.load_per_core >= settings.idle_load_per_core:
+        return False, (
+            f"the machine is busy (load {idle.load_per_core:.2f} per core over the last minute, "
+            f"idle below {settings.idle_load_per_core:.2f})"
+        )
+    return True, f"in the window {settings.window_start}-{settings.window_end}, idle and on AC power"
+
+
+# Settings file -----------------------------------------------------------------------------------
+
+
+def settings_path() -> Path:
+    return paths.data_dir() / SETTINGS_FILE
+
+
+def load_schedule(path: Path | None = None) -> ScheduleSettings:
+    path = path or settings_path()
+    if not path.exists():
+        return ScheduleSettings()
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise TuningError(
+            f"{path} is not readable JSON ({error}); fix it or delete it for the defaults."
+        ) from error
+    if not isinstance(raw, dict):
+        raise TuningError(f"{path} must hold a JSON object; delete it for the defaults.")
+    unknown = set(raw) - {field.name for field in fields(ScheduleSettings)}
+    if unknown:
+        raise TuningError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}.")
+    settings = ScheduleSettings(**raw)
+    _validate(settings, str(path))
+    return settings
+
+
+def save_schedule(settings: ScheduleSettings, path: Path | None = None) -> None:
+    """Written atomically: a crash leaves the old file or the new one."""
+    _validate(settings, "the schedule")
+    path = path or settings_path()
+    try:
+        paths.write_text_atomically(path, json.dumps(asdict(settings), indent=2) + "\n")
+    except OSError as error:
+        raise TuningError(f"Could not save the schedule to {path}: {error.strerror or error}.") from error
+
+
+def _parse_clock(text: str, name: str) -> time:
+    try:
+        hours, minutes = (int(part) for part in text.split(":"))
+        return time(hours, minutes)
+    except (ValueError, TypeError, AttributeError):
+        raise TuningError(
+            f"Schedule setting '{name}' must be a time of day as HH:MM, got {text!r}."
+        ) from None
+
+
+def _validate(settings: ScheduleSettings, where: str) -> None:
+    for name in ("window_start", "window_end"):
+        value = getattr(settings, name)
+        if not isinstance(value, str) or len(value.split(":")) != 2:
+            raise TuningError(f"{where}: '{name}' must be a time of day as HH:MM, got {value!r}.")
+        _parse_clock(value, name)
+    for name in ("require_idle", "require_ac_power"):
+        if type(getattr(settings, name)) is not bool:
+            raise TuningError(f"{where}: '{name}' must be true or false.")
+    threshold = settings.idle_load_per_core
+    if type(threshold) not in (int, float) or not 0 < threshold <= 64:
+        raise TuningError(f"{where}: 'idle_load_per_core' must be a positive number, got {threshold!r}.")
