@@ -1,0 +1,103 @@
+"""The float model a LoRA is trained on, dequantised from the catalog's GGUF by transformers.
+
+Dequantising takes about a minute on a small CPU, so the result is saved (``save_pretrained``, with its
+tokenizer) under ``<data dir>/bases/<sha256 of the GGUF>/`` and reused. The folder is built under a
+temporary name and renamed into place, so a half-written base is never picked up.
+
+Training on the dequantised weights and serving the adapter on the quantised GGUF works because the
+float weights are exactly what the quantised ones decode to (the error is the quantisation's own).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from engine import catalog, paths
+from engine.catalog import ModelEntry
+from engine.errors import TuningError
+
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "gemma3")
+COMPLETE_MARK = "understudy-base.json"
+
+Progress = Callable[[dict], None]
+
+
+def gguf_architecture(gguf_path: Path) -> str:
+    """``general.architecture`` of a GGUF file."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(gguf_path).fields.get("general.architecture")
+    if field is None:
+        raise TuningError(f"{gguf_path} has no general.architecture; it is not a model GGUF.")
+    return field.contents()
+
+
+def dequantised_base(entry: ModelEntry, on_progress: Progress | None = None) -> Path:
+    """The folder of ``entry``'s float model (config, weights, tokenizer), dequantising it once."""
+    gguf_path = catalog.locate(entry)
+    digest = catalog.sha256_of(gguf_path)
+    root = paths.cache_dir() / "bases"
+    folder = root / digest
+    if (folder / COMPLETE_MARK).exists():
+        return folder
+    architecture = gguf_architecture(gguf_path)
+    if architecture not in SUPPORTED_ARCHITECTURES:
+        raise TuningError(
+            f"Model '{entry.id}' is a {architecture} model; tuning supports "
+            f"{', '.join(SUPPORTED_ARCHITECTURES)}. Pick another base with --base."
+        )
+    if on_progress:
+        on_progress({"event": "dequantise", "model_id": entry.id, "sha256": digest})
+    root.mkdir(parents=True, exist_ok=True)
+    partial = root / f".{digest}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        _dequantise(gguf_path, partial)
+        mark = {"model_id": entry.id, "architecture": architecture, "gguf_sha256": digest}
+        (partial / COMPLETE_MARK).write_text(json.dumps(mark) + "\n", encoding="utf-8")
+        for file in partial.iterdir():
+            _fsync(file)
+        if folder.exists():  # an unfinished folder from an older run (its mark is missing)
+            shutil.rmtree(folder)
+        partial.rename(folder)
+        _fsync(root)
+    except Exception as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        if (folder / COMPLETE_MARK).exists():  # another process finished it first
+            return folder
+        if isinstance(error, TuningError):
+            raise
+        raise TuningError(
+            f"Could not dequantise '{entry.id}' ({gguf_path}) for training: {type(error).__name__}: "
+            f"{error}. Check the file with `understudy models verify {entry.id}`."
+        ) from error
+    if on_progress:
+        on_progress({"event": "dequantised", "model_id": entry.id, "path": str(folder)})
+    return folder
+
+
+def _dequantise(gguf_path: Path, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf_path.parent,
+        gguf_file=gguf_path.name,
+        quantization_config=GgufConfig(dequantize=True),  # plain float Linear layers that can be saved
+        dtype=torch.float32,
+    )
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
