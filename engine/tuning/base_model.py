@@ -1,8 +1,8 @@
 """The float model a LoRA is trained on, dequantised from the catalog's GGUF by transformers.
 
 Dequantising takes about a minute on a small CPU, so the result is saved (``save_pretrained``, with its
-tokenizer) under ``<data dir>/bases/<sha256 of the GGUF>/`` and reused. The folder is built under a
-temporary name and renamed into place, so a half-written base is never picked up.
+tokenizer) under ``<cache dir>/bases/<sha256 of the GGUF>/`` (``paths.cache_dir``) and reused. The
+folder is built under a temporary name and renamed into place, so a half-written base is never used.
 
 Training on the dequantised weights and serving the adapter on the quantised GGUF works because the
 float weights are exactly what the quantised ones decode to (the error is the quantisation's own).
