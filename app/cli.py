@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from app.cli_discovery import discover, report, route, tasks
 from app.cli_mcp import mcp
 from engine.errors import UnderstudyError
 
@@ -419,6 +420,27 @@ def logs_export(path: Path) -> None:
         partial.unlink(missing_ok=True)
         raise UnderstudyError(f"could not write {path}: {error.strerror or error}") from error
     click.echo(f"Wrote {count} conversation turns to {path}", err=True)
+
+
+@logs.command("import")
+@click.option("--jsonl", "path", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--skip-invalid", is_flag=True, help="Import the good lines even if some are malformed.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: the counts and any errors.")
+def logs_import(path: Path, skip_invalid: bool, as_json: bool) -> None:
+    """Import chat history in OpenAI chat format ({"messages": [...]} per line), e.g. from another tool."""
+    from engine.log_import import import_chat_jsonl
+    from engine.store import Store
+
+    result = import_chat_jsonl(Store.open(), path, skip_invalid=skip_invalid)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        click.echo(
+            f"Imported {result.records} records ({result.turns} turns) from {path}; "
+            f"{result.duplicates} already imported, {result.empty} without an answered request"
+        )
+    for error in result.errors:
+        click.echo(f"skipped {error}", err=True)
 
 
 # tools --------------------------------------------------------------------------------------------
@@ -861,7 +883,24 @@ def bench_redact(as_json: bool) -> None:
     _print_figures(run(), as_json)
 
 
+@bench.command("route")
+@click.option("--decisions", type=click.IntRange(1), default=500, show_default=True)
+@click.option("--turns", type=click.IntRange(1), default=3, show_default=True, help="Real turns for ttft.")
+@click.option("-m", "--model", "model_id", help="Model ID for the turns (default: the default generalist).")
+@click.option("--encoder", type=click.Choice(["static-minilm-l6-v2-pca256", "all-MiniLM-L6-v2"]))
+@click.option("--json", "as_json", is_flag=True)
+def bench_route(decisions: int, turns: int, model_id: str | None, encoder: str | None, as_json: bool) -> None:
+    """Routing decision time (p50/p95, warm) against a real turn's time to first token, on the sample log."""
+    from engine.route_bench import bench_route as run
+
+    _print_figures(run(decisions=decisions, turns=turns, model_id=model_id, encoder_name=encoder), as_json)
+
+
 cli.add_command(mcp)
+cli.add_command(discover)
+cli.add_command(route)
+cli.add_command(tasks)
+cli.add_command(report)
 
 
 def main() -> None:

@@ -43,3 +43,15 @@ class TuningError(UnderstudyError):
 
 class TrainingCancelled(TuningError):
     """Training stopped because it was asked to; its last checkpoint lets ``--resume`` continue."""
+
+
+class EncoderError(UnderstudyError):
+    """A sentence encoder for discovery and routing cannot be built or loaded."""
+
+
+class DiscoveryError(UnderstudyError):
+    """Task discovery, routing or the report cannot work with what the log holds."""
+
+
+class LogImportError(UnderstudyError):
+    """A chat log to import is unreadable or malformed; nothing was imported."""

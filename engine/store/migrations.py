@@ -319,6 +319,26 @@ def m006_tasks_tuning_routing(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX jobs_by_status ON jobs(status, id)")
 
 
+@migration
+def m009_discovery(db: sqlite_utils.Database) -> None:
+    """S3: which encoder a task's centroid lives in and the task's radius (the cosine distance within
+    which a request belongs to it), and the records already imported from other tools' logs, so a
+    second import of the same file adds nothing."""
+    db.execute("ALTER TABLE tasks ADD COLUMN encoder TEXT")
+    db.execute("ALTER TABLE tasks ADD COLUMN radius REAL")
+    db.execute(
+        """
+        CREATE TABLE imported_records (
+            sha256 TEXT PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            line INTEGER NOT NULL,
+            created_utc TEXT NOT NULL
+        )
+        """
+    )
+
+
 def applied(db: sqlite_utils.Database) -> set[str]:
     if "_migrations" not in db.table_names():
         return set()

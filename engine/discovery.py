@@ -1,0 +1,433 @@
+"""S3, task discovery: group the logged requests into the tasks the user actually does.
+
+1. Embed every current, successful request (``turns.user_text``); vectors are cached in the
+   ``embeddings`` table under the encoder's name, so a re-run embeds only new requests (and a change
+   of encoder re-embeds everything).
+2. Cluster with scikit-learn's HDBSCAN (Euclidean distance on unit vectors, which orders pairs as
+   cosine distance does). Its parameters grow with the log: ``min_cluster_size = clamp(round(0.8 *
+   sqrt(n)), 5, 200)`` (15 for 350 requests, 25 for 1,000, 80 for 10,000), so a task needs a
+   noticeable share of a small log but not of a large one; ``min_samples = max(2, min_cluster_size //
+   5)``, small, so dense regions are not eaten by the noise label.
+3. Each cluster gets a centroid (normalised mean of its members) and a radius: the 95th percentile of
+   its members' cosine distances to the centroid (at least ``MIN_RADIUS``). An outlier joins the
+   nearest cluster when it lies within ``OUTLIER_RADIUS_FACTOR`` times that cluster's radius; the
+   result reports the outlier share before and after.
+4. Labels: the cluster's most distinctive words by c-TF-IDF, ``tf(t, c) * log(1 + A / f(t))``, with
+   tf the share of the cluster's words that are ``t`` (each word counted once per request), ``A`` the
+   mean number of words per cluster and ``f(t)`` the count of ``t`` over all clusters (the remaining
+   outliers as one more class); English stop words removed. Examples are the requests nearest the
+   centroid.
+5. Ids stay stable: new clusters are matched one-to-one to the previous discovered tasks (retired
+   ones too) by centroid with the Hungarian algorithm on cosine distance; a pair counts only when the
+   new centroid lies within the old task's radius. Matched tasks keep their id, pin, threshold and
+   adapters; unmatched old ones are retired; tasks and ``turns.cluster_id`` are written in one
+   transaction.
+
+``assign`` places one new request without re-clustering: the nearest task, if within
+``OUTLIER_RADIUS_FACTOR`` times its radius.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from engine import embeddings
+from engine.embeddings import Encoder
+from engine.errors import DiscoveryError
+from engine.store import Store, utc_now
+
+MIN_REQUESTS = 10
+MIN_RADIUS = 0.05
+DEFAULT_RADIUS = 0.35  # for tasks with a centroid but no measured radius (named by the user)
+OUTLIER_RADIUS_FACTOR = 1.25
+KEYWORDS = 8
+LABEL_WORDS = 3
+EXAMPLES = 3
+EXAMPLE_CHARS = 200
+EMBED_BATCH = 256
+EXTRA_STOP_WORDS = frozenset({"please", "thanks", "thank", "like", "just", "want", "need", "hi", "hello"})
+_WORD = re.compile(r"[a-z][a-z0-9+#_-]*[a-z0-9+#]")
+
+
+@dataclass
+class Cluster:
+    task_id: int
+    label: str
+    keywords: list[str]
+    size: int
+    examples: list[str]
+    radius: float
+    new: bool  # False when it kept the id of an earlier run's task
+
+
+@dataclass
+class DiscoveryResult:
+    n_requests: int
+    n_clusters: int
+    outlier_share_before: float
+    outlier_share_after: float
+    clusters: list[Cluster]
+    retired_task_ids: list[int]
+    encoder: str
+    min_cluster_size: int
+    min_samples: int
+    embedded_now: int  # requests that had no cached vector for this encoder
+    duration_s: float
+    purity: float | None = None  # only when the true tasks of the requests are known (tests, benches)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Assignment(NamedTuple):
+    task_id: int | None  # None: no task is close enough
+    distance: float | None  # cosine distance to the nearest task, None when there are no tasks
+
+
+def cluster_parameters(n_requests: int) -> tuple[int, int]:
+    """HDBSCAN's (min_cluster_size, min_samples) for a log of ``n_requests``; see the module doc."""
+    min_cluster_size = min(200, max(5, round(0.8 * math.sqrt(n_requests))))
+    return min_cluster_size, max(2, min_cluster_size // 5)
+
+
+def requests(store: Store) -> list[tuple[int, str]]:
+    """(turn id, request) of every current, successful turn in a conversation not deleted, leaving out
+    turns placed under a task the user named or built from a dataset (those are not discovery's)."""
+    return [
+        (row["id"], row["user_text"])
+        for row in store.db.query(
+            "SELECT turns.id, turns.user_text FROM turns "
+            "JOIN conversations ON conversations.id = turns.conversation_id "
+            "LEFT JOIN tasks ON tasks.id = turns.cluster_id "
+            "WHERE turns.status = 'ok' AND turns.replaced_by IS NULL AND conversations.deleted_utc IS NULL "
+            "AND TRIM(turns.user_text) != '' AND (tasks.id IS NULL OR tasks.source = 'discovered') "
+            "ORDER BY turns.id"
+        )
+    ]
+
+
+def embed_turns(store: Store, encoder: Encoder, rows: Sequence[tuple[int, str]]) -> tuple[np.ndarray, int]:
+    """Vectors of ``rows`` (turn id, text) from the cache, encoding and caching the missing ones;
+    returns the matrix and how many were encoded now."""
+    cached = {
+        row["turn_id"]: row["vector"]
+        for row in store.db.query("SELECT turn_id, vector FROM embeddings WHERE encoder = ?", [encoder.name])
+    }
+    missing = [(turn_id, text) for turn_id, text in rows if turn_id not in cached]
+    for start in range(0, len(missing), EMBED_BATCH):
+        batch = missing[start : start + EMBED_BATCH]
+        vectors = encoder.encode([text for _, text in batch])
+        with store.transaction():
+            for (turn_id, _), vector in zip(batch, vectors, strict=True):
+                blob = embeddings.to_blob(vector)
+                store.db.execute(
+                    "INSERT OR REPLACE INTO embeddings (turn_id, encoder, vector) VALUES (?, ?, ?)",
+                    [turn_id, encoder.name, blob],
+                )
+                cached[turn_id] = blob
+    matrix = np.zeros((len(rows), encoder.dim), dtype=np.float32)
+    for index, (turn_id, _) in enumerate(rows):
+        matrix[index] = embeddings.from_blob(cached[turn_id])
+    return matrix, len(missing)
+
+
+def discover(
+    store: Store, encoder: Encoder | None = None, known_labels: Mapping[int, str] | None = None
+) -> DiscoveryResult:
+    """(Re)build the discovered tasks from the whole log; ``known_labels`` (turn id -> true task)
+    adds the clusters' purity to the result."""
+    started = time.perf_counter()
+    encoder = encoder or embeddings.load_encoder()
+    rows = requests(store)
+    if len(rows) < MIN_REQUESTS:
+        raise DiscoveryError(
+            f"the log has {len(rows)} usable request(s); discovery needs at least {MIN_REQUESTS}. Chat a "
+            "while longer, or import older history with `understudy logs import --jsonl FILE`"
+        )
+    vectors, embedded_now = embed_turns(store, encoder, rows)
+    min_cluster_size, min_samples = cluster_parameters(len(rows))
+    members = _hdbscan(vectors, min_cluster_size, min_samples)
+    outliers_before = float(np.mean(members < 0))
+
+    n_clusters = int(members.max()) + 1 if len(members) else 0
+    centroids = np.zeros((n_clusters, vectors.shape[1]), dtype=np.float32)
+    radii = np.zeros(n_clusters, dtype=np.float32)
+    for cluster in range(n_clusters):
+        centroids[cluster], radii[cluster] = _centroid_and_radius(vectors[members == cluster])
+    assigned = members.copy()
+    if n_clusters:
+        distances = 1.0 - vectors @ centroids.T
+        nearest = distances.argmin(axis=1)
+        for index in np.flatnonzero(members < 0):
+            cluster = nearest[index]
+            if distances[index, cluster] <= OUTLIER_RADIUS_FACTOR * radii[cluster]:
+                assigned[index] = cluster
+    outliers_after = float(np.mean(assigned < 0))
+
+    texts = [text for _, text in rows]
+    keywords = _keywords(texts, assigned, n_clusters)
+    task_ids, retired = _match_previous(store, vectors, [turn_id for turn_id, _ in rows], centroids)
+    clusters = []
+    now = utc_now()
+    with store.transaction():
+        for cluster in range(n_clusters):
+            inside = np.flatnonzero(assigned == cluster)
+            order = inside[np.argsort(1.0 - vectors[inside] @ centroids[cluster])]
+            examples = list(dict.fromkeys(texts[index][:EXAMPLE_CHARS] for index in order))[:EXAMPLES]
+            label = ", ".join(keywords[cluster][:LABEL_WORDS]) or f"task {cluster + 1}"
+            values = {
+                "label": label,
+                "keywords_json": json.dumps(keywords[cluster], ensure_ascii=False),
+                "examples_json": json.dumps(examples, ensure_ascii=False),
+                "centroid": embeddings.to_blob(centroids[cluster]),
+                "size": len(inside),
+                "encoder": encoder.name,
+                "radius": float(radii[cluster]),
+                "updated_utc": now,
+            }
+            task_id = task_ids[cluster]
+            if task_id is None:
+                task_id = store.insert("tasks", {**values, "source": "discovered", "created_utc": now})
+            else:
+                assignments = ", ".join(f"{column} = ?" for column in values)
+                store.db.execute(
+                    f"UPDATE tasks SET {assignments}, retired_utc = NULL WHERE id = ?",
+                    [*values.values(), task_id],
+                )
+            clusters.append(
+                Cluster(
+                    task_id=task_id,
+                    label=label,
+                    keywords=keywords[cluster],
+                    size=len(inside),
+                    examples=examples,
+                    radius=round(float(radii[cluster]), 4),
+                    new=task_ids[cluster] is None,
+                )
+            )
+        for task_id in retired:
+            store.db.execute(
+                "UPDATE tasks SET retired_utc = ?, updated_utc = ? WHERE id = ?", [now, now, task_id]
+            )
+        current = {
+            row["id"]: row["cluster_id"]
+            for row in store.db.query(
+                "SELECT id, cluster_id FROM turns WHERE id IN (SELECT value FROM json_each(?))",
+                [json.dumps([turn_id for turn_id, _ in rows])],
+            )
+        }
+        for (turn_id, _), cluster in zip(rows, assigned, strict=True):
+            task_id = None if cluster < 0 else clusters[cluster].task_id
+            if current.get(turn_id) != task_id:
+                store.db.execute("UPDATE turns SET cluster_id = ? WHERE id = ?", [task_id, turn_id])
+
+    purity = None
+    if known_labels is not None:
+        purity = _purity([known_labels.get(turn_id) for turn_id, _ in rows], assigned)
+    clusters.sort(key=lambda cluster: -cluster.size)
+    return DiscoveryResult(
+        n_requests=len(rows),
+        n_clusters=n_clusters,
+        outlier_share_before=round(outliers_before, 4),
+        outlier_share_after=round(outliers_after, 4),
+        clusters=clusters,
+        retired_task_ids=retired,
+        encoder=encoder.name,
+        min_cluster_size=min_cluster_size,
+        min_samples=min_samples,
+        embedded_now=embedded_now,
+        duration_s=round(time.perf_counter() - started, 3),
+        purity=None if purity is None else round(purity, 4),
+    )
+
+
+def _hdbscan(vectors: np.ndarray, min_cluster_size: int, min_samples: int) -> np.ndarray:
+    from sklearn.cluster import HDBSCAN
+
+    model = HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples, copy=True)
+    return model.fit_predict(vectors.astype(np.float64))
+
+
+def _centroid_and_radius(vectors: np.ndarray) -> tuple[np.ndarray, float]:
+    mean = vectors.mean(axis=0)
+    centroid = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    radius = float(np.percentile(1.0 - vectors @ centroid, 95))
+    return centroid.astype(np.float32), max(MIN_RADIUS, radius)
+
+
+def _match_previous(
+    store: Store, vectors: np.ndarray, turn_ids: list[int], centroids: np.ndarray
+) -> tuple[list[int | None], list[int]]:
+    """The earlier task id for each new cluster (None: a new task) and the active ids to retire.
+
+    An earlier task's centroid and radius are taken as stored when they live in this encoder's space,
+    else recomputed from the current vectors of the requests it held.
+    """
+    previous = list(
+        store.db.query(
+            "SELECT id, centroid, radius, retired_utc FROM tasks WHERE source = 'discovered' "
+            "AND centroid IS NOT NULL AND encoder IS NOT NULL"
+        )
+    )
+    position = {turn_id: index for index, turn_id in enumerate(turn_ids)}
+    held: dict[int, list[int]] = {}
+    for row in store.db.query(
+        "SELECT id, cluster_id FROM turns "
+        "WHERE cluster_id IN (SELECT id FROM tasks WHERE source = 'discovered')"
+    ):
+        if row["id"] in position:
+            held.setdefault(row["cluster_id"], []).append(position[row["id"]])
+    old_ids, old_centroids, old_radii = [], [], []
+    for row in previous:
+        centroid = embeddings.from_blob(row["centroid"])
+        radius = row["radius"]
+        if centroid.shape[0] != vectors.shape[1] or radius is None:
+            if row["id"] not in held:
+                continue
+            centroid, radius = _centroid_and_radius(vectors[held[row["id"]]])
+        old_ids.append(row["id"])
+        old_centroids.append(centroid)
+        old_radii.append(radius)
+
+    task_ids: list[int | None] = [None] * len(centroids)
+    matched_old: set[int] = set()
+    if old_ids and len(centroids):
+        from scipy.optimize import linear_sum_assignment
+
+        distances = 1.0 - centroids @ np.stack(old_centroids).T
+        for new, old in zip(*linear_sum_assignment(distances), strict=True):
+            if distances[new, old] <= old_radii[old]:
+                task_ids[new] = old_ids[old]
+                matched_old.add(old_ids[old])
+    retired = [row["id"] for row in previous if row["retired_utc"] is None and row["id"] not in matched_old]
+    active_without_centroid = store.db.query(
+        "SELECT id FROM tasks WHERE source = 'discovered' AND retired_utc IS NULL "
+        "AND (centroid IS NULL OR encoder IS NULL)"
+    )
+    retired += [row["id"] for row in active_without_centroid]
+    return task_ids, retired
+
+
+def _keywords(texts: list[str], assigned: np.ndarray, n_clusters: int) -> list[list[str]]:
+    """The top c-TF-IDF words of each cluster (see the module doc)."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    stop = ENGLISH_STOP_WORDS | EXTRA_STOP_WORDS
+    classes = [Counter() for _ in range(n_clusters + 1)]  # the last one: outliers left over
+    for text, cluster in zip(texts, assigned, strict=True):
+        words = {word for word in _WORD.findall(text.lower()) if word not in stop and not word.isdigit()}
+        classes[cluster if cluster >= 0 else n_clusters].update(words)
+    totals = [sum(counts.values()) for counts in classes]
+    used = [total for total in totals if total]
+    average_words = sum(used) / max(1, len(used))
+    across: Counter = Counter()
+    for counts in classes:
+        across.update(counts)
+    keywords = []
+    for cluster in range(n_clusters):
+        counts, total = classes[cluster], max(1, totals[cluster])
+        scores = {
+            word: count / total * math.log(1 + average_words / across[word])
+            for word, count in counts.items()
+            if count >= 2
+        }
+        keywords.append(
+            [word for word, _ in sorted(scores.items(), key=lambda item: (-item[1], item[0]))][:KEYWORDS]
+        )
+    return keywords
+
+
+def _purity(truth: list[str | None], assigned: np.ndarray) -> float:
+    """Share of clustered, labelled requests whose cluster's majority task is their own."""
+    by_cluster: dict[int, Counter] = {}
+    for label, cluster in zip(truth, assigned, strict=True):
+        if cluster >= 0 and label is not None:
+            by_cluster.setdefault(int(cluster), Counter())[label] += 1
+    total = sum(sum(counts.values()) for counts in by_cluster.values())
+    return sum(counts.most_common(1)[0][1] for counts in by_cluster.values()) / total if total else 0.0
+
+
+# Placing new requests ------------------------------------------------------------------------------
+
+
+@dataclass
+class TaskIndex:
+    """The current tasks' centroids in one matrix, for nearest-task look-ups without the database."""
+
+    encoder: str | None
+    ids: list[int] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    radii: list[float] = field(default_factory=list)
+    pins: list[str] = field(default_factory=list)
+    confidence_thresholds: list[float | None] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, store: Store) -> TaskIndex:
+        """Every task not retired that has a centroid, in the space of the encoder most of them use."""
+        rows = list(
+            store.db.query(
+                "SELECT id, label, centroid, encoder, radius, pin, confidence_threshold FROM tasks "
+                "WHERE retired_utc IS NULL AND centroid IS NOT NULL AND encoder IS NOT NULL ORDER BY id"
+            )
+        )
+        if not rows:
+            return cls(encoder=None)
+        encoder = Counter(row["encoder"] for row in rows).most_common(1)[0][0]
+        rows = [row for row in rows if row["encoder"] == encoder]
+        return cls(
+            encoder=encoder,
+            ids=[row["id"] for row in rows],
+            labels=[row["label"] for row in rows],
+            centroids=np.stack([embeddings.from_blob(row["centroid"]) for row in rows]),
+            radii=[row["radius"] if row["radius"] is not None else DEFAULT_RADIUS for row in rows],
+            pins=[row["pin"] for row in rows],
+            confidence_thresholds=[row["confidence_threshold"] for row in rows],
+        )
+
+    def nearest(self, vector: np.ndarray) -> tuple[int, float, float | None]:
+        """(position of the nearest task, its cosine distance, distance to the second nearest)."""
+        distances = 1.0 - self.centroids @ vector
+        order = np.argsort(distances)
+        second = float(distances[order[1]]) if len(order) > 1 else None
+        return int(order[0]), float(distances[order[0]]), second
+
+
+def assign(store: Store, request: int | str, encoder: Encoder | None = None) -> Assignment:
+    """The task of one request, without re-clustering.
+
+    ``request`` is a turn id (its vector is cached and its ``cluster_id`` set) or a text (nothing is
+    written). The nearest task counts when the request lies within ``OUTLIER_RADIUS_FACTOR`` times
+    its radius, as in discovery.
+    """
+    index = TaskIndex.load(store)
+    if index.encoder is None:
+        return Assignment(None, None)
+    encoder = encoder or embeddings.load_encoder(index.encoder, build=False)
+    if encoder.name != index.encoder:
+        raise DiscoveryError(
+            f"the tasks were built with the {index.encoder} encoder, not {encoder.name}; "
+            "run `understudy discover` again"
+        )
+    if isinstance(request, str):
+        vector = encoder.encode([request])[0]
+    else:
+        rows = list(store.db.query("SELECT user_text FROM turns WHERE id = ?", [request]))
+        if not rows:
+            raise DiscoveryError(f"there is no turn {request}")
+        vector = embed_turns(store, encoder, [(request, rows[0]["user_text"])])[0][0]
+    position, distance, _ = index.nearest(vector)
+    task_id = index.ids[position] if distance <= OUTLIER_RADIUS_FACTOR * index.radii[position] else None
+    if not isinstance(request, str):
+        with store.transaction():
+            store.db.execute("UPDATE turns SET cluster_id = ? WHERE id = ?", [task_id, request])
+    return Assignment(task_id, round(distance, 4))

@@ -1,0 +1,162 @@
+"""Discovery (S3) on the shipped 350-request log of seven known tasks: purity, outliers, labels, ids
+that stay stable as the log grows, and incremental assignment."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from task_log_sample import TASKS, shipped_records, true_tasks, write_records
+
+from engine import discovery, embeddings
+from engine.errors import DiscoveryError
+from engine.log_import import import_chat_jsonl
+from engine.store import Store, TurnRecord
+
+WORDS_OF_TASK = {
+    "unit_conversion": {"miles", "kilometers", "meters", "feet", "pounds", "kilograms", "conversion"},
+    "email_subject": {"subject", "email"},
+    "sql": {"sql", "query"},
+    "translate_french": {"french", "translate"},
+    "summarise": {"summary", "summarize", "summarise"},
+    "invoice_json": {"invoice", "json", "vendor"},
+    "haiku": {"haiku"},
+}
+
+
+@pytest.fixture
+def store(tmp_path):
+    """90% of the sample log imported (the rest arrives later in the stability test)."""
+    records = shipped_records()
+    store = Store.open()
+    import_chat_jsonl(store, write_records(tmp_path / "first.jsonl", records[: len(records) * 9 // 10]))
+    return store
+
+
+def _majorities(store) -> dict[int, str]:
+    """Task id -> the true task most of its requests belong to."""
+    truth = true_tasks(store)
+    counts: dict[int, Counter] = {}
+    for row in store.db.query("SELECT id, cluster_id FROM turns WHERE cluster_id IS NOT NULL"):
+        counts.setdefault(row["cluster_id"], Counter())[truth[row["id"]]] += 1
+    return {task_id: counter.most_common(1)[0][0] for task_id, counter in counts.items()}
+
+
+def test_the_seven_tasks_come_back_pure_with_few_outliers_and_telling_labels(store):
+    result = discovery.discover(store, known_labels=true_tasks(store))
+
+    print(
+        f"\nrequests {result.n_requests}, clusters {result.n_clusters}, purity {result.purity}, outliers "
+        f"{result.outlier_share_before} -> {result.outlier_share_after} ({result.encoder})"
+    )
+    assert result.n_requests == 315
+    assert result.purity >= 0.9
+    assert result.outlier_share_after <= min(0.1, result.outlier_share_before)
+    majorities = _majorities(store)
+    assert sorted(majorities.values()) == sorted(TASKS)
+    for cluster in result.clusters:
+        assert set(cluster.keywords) & WORDS_OF_TASK[majorities[cluster.task_id]], cluster
+        assert len(cluster.examples) == 3
+        assert cluster.new
+    stored = {row["id"]: row for row in store.db.query("SELECT * FROM tasks")}
+    assert {cluster.task_id for cluster in result.clusters} == set(stored)
+    assert all(
+        row["encoder"] == embeddings.STATIC and row["source"] == "discovered" for row in stored.values()
+    )
+    assert sum(cluster.size for cluster in result.clusters) == round(315 * (1 - result.outlier_share_after))
+
+
+def test_ids_stay_stable_when_ten_percent_more_requests_arrive(store, tmp_path):
+    first = discovery.discover(store)
+    before = {row["id"]: row["cluster_id"] for row in store.db.query("SELECT id, cluster_id FROM turns")}
+    import_chat_jsonl(store, write_records(tmp_path / "all.jsonl", shipped_records()))
+
+    second = discovery.discover(store, known_labels=true_tasks(store))
+
+    after = {row["id"]: row["cluster_id"] for row in store.db.query("SELECT id, cluster_id FROM turns")}
+    kept = sum(after[turn_id] == task_id for turn_id, task_id in before.items()) / len(before)
+    print(
+        f"\n{second.n_requests} requests: {kept:.1%} of the earlier ones kept their task, "
+        f"purity {second.purity}"
+    )
+    assert second.n_requests == 350
+    assert second.embedded_now == 35
+    assert {cluster.task_id for cluster in second.clusters} == {cluster.task_id for cluster in first.clusters}
+    assert not any(cluster.new for cluster in second.clusters)
+    assert second.retired_task_ids == []
+    assert kept >= 0.97
+    assert second.purity >= 0.9
+
+
+def test_a_rerun_on_the_same_log_embeds_nothing_and_changes_nothing(store):
+    discovery.discover(store)
+    before = list(store.db.query("SELECT id, cluster_id FROM turns ORDER BY id"))
+
+    again = discovery.discover(store)
+
+    assert again.embedded_now == 0
+    assert list(store.db.query("SELECT id, cluster_id FROM turns ORDER BY id")) == before
+
+
+def test_a_task_whose_requests_are_gone_is_retired_and_the_others_keep_their_ids(store):
+    discovery.discover(store)
+    haiku = next(task_id for task_id, task in _majorities(store).items() if task == "haiku")
+    kept_ids = set(_majorities(store)) - {haiku}
+    for row in list(
+        store.db.query("SELECT DISTINCT conversation_id FROM turns WHERE cluster_id = ?", [haiku])
+    ):
+        store.delete_conversation(row["conversation_id"])
+
+    result = discovery.discover(store)
+
+    assert haiku in result.retired_task_ids
+    assert {cluster.task_id for cluster in result.clusters} == kept_ids
+    retired = next(iter(store.db.query("SELECT retired_utc FROM tasks WHERE id = ?", [haiku])))
+    assert retired["retired_utc"] is not None
+
+
+def test_new_requests_are_assigned_without_reclustering(store):
+    discovery.discover(store)
+    haiku = next(task_id for task_id, task in _majorities(store).items() if task == "haiku")
+    tasks_before = list(store.db.query("SELECT * FROM tasks ORDER BY id"))
+
+    task_id, distance = discovery.assign(store, "Write me a haiku about the summer sea")
+    unrelated = discovery.assign(store, "What is the capital of Australia?")
+
+    assert task_id == haiku and 0 <= distance < 0.5
+    assert unrelated.task_id is None and unrelated.distance > distance
+    turn_id = store.log_turn(
+        TurnRecord(conversation_id=None, user_text="Compose a haiku on falling snow", model_id="smollm2")
+    )
+    assert discovery.assign(store, turn_id).task_id == haiku
+    assert (
+        next(iter(store.db.query("SELECT cluster_id FROM turns WHERE id = ?", [turn_id])))["cluster_id"]
+        == haiku
+    )
+    assert store.db["embeddings"].count_where("turn_id = ?", [turn_id]) == 1
+    assert list(store.db.query("SELECT * FROM tasks ORDER BY id")) == tasks_before
+
+
+def test_a_change_of_encoder_re_embeds_and_keeps_the_ids(store):
+    first = discovery.discover(store)
+
+    second = discovery.discover(store, encoder=embeddings.load_encoder(embeddings.MINILM))
+
+    assert second.encoder == embeddings.MINILM and second.embedded_now == 315
+    assert {row["encoder"] for row in store.db.query("SELECT encoder FROM embeddings")} == {embeddings.MINILM}
+    kept = {cluster.task_id for cluster in second.clusters if not cluster.new}
+    print(f"\nMiniLM after the static encoder: {len(kept)} of {second.n_clusters} clusters kept their ids")
+    assert len(kept) >= 6
+    assert kept | set(second.retired_task_ids) == {cluster.task_id for cluster in first.clusters}
+
+
+def test_too_small_a_log_is_a_clear_error():
+    with pytest.raises(DiscoveryError, match="needs at least 10"):
+        discovery.discover(Store.open())
+
+
+def test_cluster_parameters_grow_with_the_log():
+    assert discovery.cluster_parameters(20) == (5, 2)
+    assert discovery.cluster_parameters(350) == (15, 3)
+    assert discovery.cluster_parameters(10_000) == (80, 16)
+    assert discovery.cluster_parameters(10**7)[0] == 200
