@@ -863,6 +863,18 @@ def bench_tools(model_id: str | None, limit: int | None, as_json: bool) -> None:
     _print_figures(run(model_id=model_id, limit=limit), as_json)
 
 
+@bench.command("train")
+@click.option("-m", "--model", "model_id", help="Base model ID (default: the default generalist).")
+@click.option("--examples", type=click.IntRange(2), default=32, show_default=True)
+@click.option("--rounds", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_train(model_id: str | None, examples: int, rounds: int, as_json: bool) -> None:
+    """LoRA training tokens/s: the packed trainer against a padded loop, same model and examples."""
+    from engine.tuning.train_bench import bench_train as run
+
+    _print_figures(run(model_id=model_id, examples=examples, rounds=rounds), as_json)
+
+
 @bench.command("swap")
 @click.option("-m", "--model", "model_id", help="Model ID (default: the default generalist).")
 @click.option("--rounds", type=click.IntRange(1), default=5, show_default=True)

@@ -29,7 +29,7 @@ import shutil
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +38,9 @@ from typing import Any
 from engine.errors import TrainingCancelled, TuningError
 from engine.tuning.datasets import Messages, read_records
 
+RANK = 16
+ALPHA = 32.0
+LEARNING_RATE = 1e-3
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 IGNORE = -100
 CHECKPOINTS = "checkpoints"
@@ -55,9 +58,9 @@ class TrainConfig:
     base_model_id: str
     dataset_folder: Path
     output_dir: Path
-    rank: int = 16
-    alpha: float = 32.0
-    learning_rate: float = 1e-3
+    rank: int = RANK
+    alpha: float = ALPHA
+    learning_rate: float = LEARNING_RATE
     epochs: float = 2.0
     max_steps: int | None = None  # when set, exactly this many steps (the data repeats as needed)
     batch_tokens: int = 1024  # one packed row; longer examples are left out
@@ -101,8 +104,9 @@ class Example:
     labels: list[int]
 
 
-def render(tokenizer, messages: Messages) -> tuple[str, str]:
-    """(prompt, prompt + answer) text for a record whose last message is the answer to learn."""
+def render(tokenizer, messages: Messages) -> tuple[str, str, bool]:
+    """(prompt, prompt + answer, whether the tokenizer adds its special tokens) for a record whose last
+    message is the answer to learn."""
     if tokenizer.chat_template:
         prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
         full = tokenizer.apply_chat_template(messages, tokenize=False)
@@ -111,17 +115,17 @@ def render(tokenizer, messages: Messages) -> tuple[str, str]:
                 "This model's chat template does not render a conversation as its prompt followed by the "
                 "answer, so answer tokens cannot be told apart; pick another base model."
             )
-        return prompt, full
-    # The llama.cpp backend's layout for a GGUF without a chat template.
-    bos = tokenizer.bos_token or ""
-    prompt = bos + "".join(f"{m['role']}: {m['content']}\n" for m in messages[:-1]) + "assistant:"
-    return prompt, prompt + messages[-1]["content"] + (tokenizer.eos_token or "")
+        return prompt, full, False  # the template writes any BOS itself, as llama.cpp renders it
+    # The llama.cpp backend's layout for a GGUF without a chat template; like llama.cpp, the tokenizer
+    # adds a BOS when the model asks for one.
+    prompt = "".join(f"{m['role']}: {m['content']}\n" for m in messages[:-1]) + "assistant:"
+    return prompt, prompt + messages[-1]["content"] + (tokenizer.eos_token or ""), True
 
 
 def encode(tokenizer, messages: Messages) -> Example:
     """Token ids of the rendered record, with labels only on the answer's tokens."""
-    prompt, full = render(tokenizer, messages)
-    encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    prompt, full, add_special = render(tokenizer, messages)
+    encoded = tokenizer(full, add_special_tokens=add_special, return_offsets_mapping=True)
     labels = [
         token if start >= len(prompt) and index > 0 else IGNORE
         for index, (token, (start, _end)) in enumerate(
@@ -184,7 +188,11 @@ def row_loss(model, batch) -> tuple[Any, int]:
     import torch
 
     input_ids, positions, predict_at, targets = batch
-    logits = model(input_ids=input_ids, position_ids=positions, logits_to_keep=predict_at).logits[0]
+    # No KV cache: with one, transformers ignores the restarting positions and packed examples would
+    # attend to each other.
+    logits = model(
+        input_ids=input_ids, position_ids=positions, logits_to_keep=predict_at, use_cache=False
+    ).logits[0]
     loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
     return loss, len(targets)
 
@@ -229,13 +237,13 @@ def quiet_peft() -> Iterator[None]:
         yield
 
 
-def with_lora(model, config: TrainConfig):
+def with_lora(model, rank: int = RANK, alpha: float = ALPHA, target_modules: Sequence[str] = TARGET_MODULES):
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
-        r=config.rank,
-        lora_alpha=config.alpha,
-        target_modules=list(config.target_modules),
+        r=rank,
+        lora_alpha=alpha,
+        target_modules=list(target_modules),
         lora_dropout=0.0,
         bias="none",
         task_type="CAUSAL_LM",
@@ -302,7 +310,7 @@ def train(
     fingerprint = _fingerprint(config, base, examples, total_steps)
 
     torch.manual_seed(config.seed)
-    model = with_lora(model, config)
+    model = with_lora(model, config.rank, config.alpha, config.target_modules)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=0.0)
     warmup = max(1, round(config.warmup_fraction * total_steps))
