@@ -8,6 +8,7 @@ from pathlib import Path
 
 APP_NAME = "understudy"
 HOME_VARIABLE = "UNDERSTUDY_HOME"
+CACHE_VARIABLE = "UNDERSTUDY_CACHE"
 _REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 _INSTALLED_SHARE = Path(sys.prefix) / "share" / APP_NAME
 
@@ -24,6 +25,24 @@ def data_dir() -> Path:
         import platformdirs
 
         path = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_dir() -> Path:
+    """Derived files that are the same for every user and can be rebuilt from what is installed (the
+    distilled encoder, dequantised base models): the platform's user cache dir, or ``UNDERSTUDY_CACHE``.
+
+    Kept apart from the data dir so that deleting it loses nothing but time, and so tests, which get a
+    fresh data dir each, still build these once.
+    """
+    override = os.environ.get(CACHE_VARIABLE)
+    if override:
+        path = Path(override).expanduser()
+    else:
+        import platformdirs
+
+        path = Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -1,7 +1,10 @@
-"""How well a model chooses tools: accuracy on the labelled eval set, with and without the grammar.
+"""How well tools are chosen and called: accuracy on the labelled eval set in three modes.
 
+``with_grammar`` and ``without_grammar``: the model chooses the tool (or none) and its arguments, with
+and without the grammar. ``by_meaning`` (what ``use_tools`` does by default): the tool is picked by the
+embedding of the request (``ToolShortlist``), then the model fills in its arguments under the grammar.
 Each request is asked once, exactly as ``use_tools`` first asks it (its system prompt and options, no
-repair round), so the figures say how often the model's first choice is right. A labelled argument
+repair round), so the figures say how often the first choice is right. A labelled argument
 matches when the values are equal: numbers within 1e-6, strings case-insensitively after stripping,
 lists item by item, expressions by what the calculator makes of them and units by what the converter
 makes of them (so "miles" matches "mi"). Only the labelled arguments are compared; extra ones are free.
@@ -27,14 +30,21 @@ from engine.backends import Backend, Completion, Message, drain
 from engine.errors import UnderstudyError
 from engine.eval_sets import read_jsonl
 from engine.paths import shipped_file
-from engine.tool_calling import CHOICE_OPTIONS, NO_TOOL, choice_messages, choice_schema, parse_choice
+from engine.tool_calling import (
+    CHOICE_OPTIONS,
+    NO_TOOL,
+    ToolShortlist,
+    choice_messages,
+    choice_schema,
+    parse_choice,
+)
 from engine.tools import Tool, ToolContext, ToolError, registered_tools
 from engine.tools.builtin import convert_units
 
 EVAL_SET = "resources/tool_eval.jsonl"
 NUMBER_TOLERANCE = 1e-6
 UNIT_ARGUMENTS = frozenset({"from_unit", "to_unit"})
-MODES = {"with_grammar": True, "without_grammar": False}
+MODES = ("with_grammar", "without_grammar", "by_meaning")
 MISTAKE_REPLY_CHARS = 300
 
 
@@ -53,14 +63,22 @@ class ModeScore:
     correct_per_tool: Counter[str] = field(default_factory=Counter)
     mistakes: list[dict[str, Any]] = field(default_factory=list)
 
-    def record(self, example: dict[str, Any], completion: Completion, tools: dict[str, Tool]) -> None:
-        """Score one reply; one that ``parse_choice`` rejects is both invalid and a wrong choice."""
+    def record(
+        self, example: dict[str, Any], completion: Completion | None, tools: dict[str, Tool]
+    ) -> None:
+        """Score one reply; one that ``parse_choice`` rejects is both invalid and a wrong choice.
+
+        ``completion`` is None when meaning picked no tool, so the model was not asked at all.
+        """
         self.requests += 1
-        if completion.finish_reason == "cancelled":
-            self.cut_short += 1
+        if completion is None:
+            reply = json.dumps({"tool": NO_TOOL})
         else:
-            self.milliseconds.append(completion.duration_ms)
-        reply = completion.text.strip()
+            if completion.finish_reason == "cancelled":
+                self.cut_short += 1
+            else:
+                self.milliseconds.append(completion.duration_ms)
+            reply = completion.text.strip()
         self.labelled_per_tool[example["tool"]] += 1
         try:
             choice = parse_choice(reply, tools)
@@ -111,9 +129,9 @@ class ModeScore:
 
 
 def bench_tools(model_id: str | None = None, path: Path | None = None, limit: int | None = None) -> dict:
-    """Ask the model to choose a tool for each labelled request, with and without the grammar, and score it.
+    """Choose a tool for each labelled request in every mode and score it.
 
-    The two modes alternate which goes first, so neither always finds the prompt already in the cache.
+    The modes rotate which goes first, so none always finds the prompt already in the cache.
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
@@ -122,16 +140,28 @@ def bench_tools(model_id: str | None = None, path: Path | None = None, limit: in
     entry = catalog.load_catalog().get(model_id)
     backend = backends.load(entry)
     schema = choice_schema(tools)
+    shortlist = ToolShortlist(tools)
     scores = {mode: ModeScore() for mode in MODES}
     for index, example in enumerate(examples):
         # Exactly what use_tools sends: instructions, worked examples, then the request.
-        messages: list[Message] = choice_messages(tools, [{"role": "user", "content": example["request"]}])
-        order = list(MODES) if index % 2 == 0 else list(reversed(MODES))
-        for mode in order:
-            json_schema = schema if MODES[mode] else None
-            scores[mode].record(example, _choose(backend, messages, json_schema), tools)
+        request: list[Message] = [{"role": "user", "content": example["request"]}]
+        messages = choice_messages(tools, request)
+        shift = index % len(MODES)
+        for mode in MODES[shift:] + MODES[:shift]:
+            if mode == "by_meaning":
+                picked, _similarity = shortlist.pick(example["request"])
+                completion = None
+                if picked != NO_TOOL:
+                    offered = {picked: tools[picked]}
+                    completion = _choose(
+                        backend, choice_messages(offered, request, False), choice_schema(offered, False)
+                    )
+            else:
+                completion = _choose(backend, messages, schema if mode == "with_grammar" else None)
+            scores[mode].record(example, completion, tools)
     return {
         "model_id": entry.id,
+        "encoder": shortlist.encoder.name,
         "requests": len(examples),
         **{mode: score.summary() for mode, score in scores.items()},
     }

@@ -1,9 +1,14 @@
-"""How a small model calls a tool: choose under a grammar, validate, ask the policy, run, report.
+"""How a small model calls a tool: choose, fill the arguments under a grammar, validate, ask the policy,
+run, report.
 
-The model answers a short JSON question first: {"tool": NAME, "arguments": {...}} or {"tool": "none"}.
-With ``use_grammar`` llama.cpp may only produce JSON matching the registered tools' schemas; either way
-the result is parsed and validated with jsonschema, with one repair attempt before a clear failure.
-A tool's output goes back to the model as delimited, untrusted data.
+Two ways to choose. By meaning (the default): the request's embedding is compared with each tool's
+description and example requests and with requests that need no tool; the nearest decides, and the
+model only fills in that tool's arguments. By the model: it answers a short JSON question,
+{"tool": NAME, "arguments": {...}} or {"tool": "none"}. A 135M model picks "none" for almost everything
+when asked (see ``understudy bench tools``), which is why meaning chooses by default. Either way, with
+``use_grammar`` llama.cpp may only produce JSON matching the tools' schemas, and the result is parsed and
+validated with jsonschema, with one repair attempt before a clear failure. A tool's output goes back to
+the model as delimited, untrusted data.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from engine.tools import OUTPUT_LIMIT_CHARS, Tool, ToolError
 from engine.tools.policy import Approver, ToolPolicy
 
 NO_TOOL = "none"
-CHOICE_OPTIONS = GenerationOptions(max_tokens=256, temperature=0.0, repeat_penalty=1.0)
+CHOICE_OPTIONS = GenerationOptions(max_tokens=160, temperature=0.0, repeat_penalty=1.0)
 
 
 @dataclass
@@ -34,6 +39,14 @@ class ToolUse:
     approver: Approver | None = None
     use_grammar: bool = True
     max_calls: int = 3
+    choose_by_meaning: bool = True
+    _shortlist: ToolShortlist | None = field(default=None, repr=False)
+
+    def shortlist(self) -> ToolShortlist:
+        """The by-meaning picker for these tools, built on first use."""
+        if self._shortlist is None:
+            self._shortlist = ToolShortlist(self.tools)
+        return self._shortlist
 
 
 @dataclass
@@ -75,8 +88,8 @@ def grammar_friendly(schema: Any) -> Any:
     }
 
 
-def choice_schema(tools: dict[str, Tool]) -> dict[str, Any]:
-    """One alternative per tool (its own argument schema) plus "none"."""
+def choice_schema(tools: dict[str, Tool], include_none: bool = True) -> dict[str, Any]:
+    """One alternative per tool (its own argument schema), plus "none" unless ``include_none`` is off."""
     alternatives = [
         {
             "type": "object",
@@ -86,18 +99,26 @@ def choice_schema(tools: dict[str, Tool]) -> dict[str, Any]:
         }
         for tool in tools.values()
     ]
-    alternatives.append(
-        {
-            "type": "object",
-            "properties": {"tool": {"const": NO_TOOL}},
-            "required": ["tool"],
-            "additionalProperties": False,
-        }
-    )
+    if include_none:
+        alternatives.append(
+            {
+                "type": "object",
+                "properties": {"tool": {"const": NO_TOOL}},
+                "required": ["tool"],
+                "additionalProperties": False,
+            }
+        )
     return {"anyOf": alternatives}
 
 
-def choice_prompt(tools: dict[str, Tool]) -> str:
+def choice_prompt(tools: dict[str, Tool], include_none: bool = True) -> str:
+    if not include_none:
+        (tool,) = tools.values()
+        return (
+            f"Call the tool {tool.name} for the user's last message. {tool.description} "
+            f"Arguments: {json.dumps(tool.parameters['properties'])}\n"
+            f'Reply with JSON only: {{"tool": "{tool.name}", "arguments": {{...}}}}'
+        )
     lines = [
         "You can use tools. Decide whether the user's last message needs one.",
         "Tools:",
@@ -117,22 +138,83 @@ def choice_prompt(tools: dict[str, Tool]) -> str:
 # a description. Only examples for tools that are registered are shown.
 CHOICE_EXAMPLES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("What is 12% of 250?", {"tool": "calculator", "arguments": {"expression": "12% of 250"}}),
-    ("Tell me a joke about cats.", {"tool": NO_TOOL}),
+    ("Tell me a funny story about a penguin.", {"tool": NO_TOOL}),
     (
         "Convert 3 km to miles",
         {"tool": "unit_convert", "arguments": {"value": 3, "from_unit": "km", "to_unit": "mi"}},
     ),
     ("Find my files about taxes", {"tool": "file_search", "arguments": {"query": "taxes"}}),
-    ("What time is it in Tokyo?", {"tool": "datetime", "arguments": {"timezone": "Asia/Tokyo"}}),
-    ("Why is the sky blue?", {"tool": NO_TOOL}),
+    ("What time is it in Berlin?", {"tool": "datetime", "arguments": {"timezone": "Europe/Berlin"}}),
+    ("Show me notes/ideas.md", {"tool": "file_read", "arguments": {"path": "notes/ideas.md"}}),
+    (
+        "Save a note called plan.md saying: paint the fence",
+        {"tool": "write_note", "arguments": {"file_name": "plan.md", "text": "paint the fence"}},
+    ),
+    ("Run git log in my project", {"tool": "shell", "arguments": {"argv": ["git", "log"]}}),
+    (
+        "Fetch https://example.org/news",
+        {"tool": "http_get", "arguments": {"url": "https://example.org/news"}},
+    ),
+    ("Why do leaves change colour?", {"tool": NO_TOOL}),
 )
 
 
-def choice_messages(tools: dict[str, Tool], conversation: list[Message]) -> list[Message]:
-    """The messages that ask the model for its tool choice: instructions, examples, the conversation."""
-    messages: list[Message] = [{"role": "system", "content": choice_prompt(tools)}]
+# Requests that need no tool: the "none" side of choosing by meaning.
+NO_TOOL_EXAMPLES: tuple[str, ...] = (
+    "Tell me a funny story about a penguin.",
+    "Why do leaves change colour?",
+    "Write a short poem about autumn.",
+    "Who painted the Mona Lisa?",
+    "Give me three ideas for a birthday party.",
+    "Explain how rainbows form.",
+    "How do you say 'thank you' in Italian?",
+    "Summarise the story of Cinderella.",
+    "How do I say thank you politely in an email?",
+    "Which ocean is the largest?",
+    "hello, how are you?",
+    "Suggest a name for my new puppy.",
+)
+# Below this cosine similarity to the nearest example, a request is taken to need no tool.
+MIN_TOOL_SIMILARITY = 0.35
+
+
+class ToolShortlist:
+    """Picks the tool a request needs by meaning: the nearest of the tools' descriptions and example
+    requests, or of the requests that need none. Built once per set of tools (a few milliseconds)."""
+
+    def __init__(self, tools: dict[str, Tool], encoder=None):
+        from engine.embeddings import load_encoder
+
+        self.encoder = encoder or load_encoder()
+        texts, self.labels = [], []
+        for tool in tools.values():
+            for text in (tool.description, *tool.examples):
+                texts.append(text)
+                self.labels.append(tool.name)
+        texts.extend(NO_TOOL_EXAMPLES)
+        self.labels.extend([NO_TOOL] * len(NO_TOOL_EXAMPLES))
+        self.vectors = self.encoder.encode(texts)
+
+    def pick(self, request: str) -> tuple[str, float]:
+        """The tool's name (or ``NO_TOOL``) and the similarity that decided it."""
+        similarities = self.vectors @ self.encoder.encode([request])[0]
+        best = int(similarities.argmax())
+        similarity = float(similarities[best])
+        if similarity < MIN_TOOL_SIMILARITY:
+            return NO_TOOL, similarity
+        return self.labels[best], similarity
+
+
+def choice_messages(
+    tools: dict[str, Tool], conversation: list[Message], include_none: bool = True
+) -> list[Message]:
+    """The messages that ask the model for its tool choice: instructions, examples, the conversation.
+
+    Without ``include_none`` the one tool in ``tools`` was already chosen and only its arguments are asked.
+    """
+    messages: list[Message] = [{"role": "system", "content": choice_prompt(tools, include_none)}]
     for request, choice in CHOICE_EXAMPLES:
-        if choice["tool"] == NO_TOOL or choice["tool"] in tools:
+        if (choice["tool"] == NO_TOOL and include_none) or choice["tool"] in tools:
             messages.append({"role": "user", "content": request})
             messages.append({"role": "assistant", "content": json.dumps(choice)})
     return [*messages, *conversation]
@@ -184,12 +266,21 @@ def use_tools(
     """Let the model call tools (up to ``max_calls``); return the messages for the final answer."""
     from engine.backends import drain
 
-    schema = choice_schema(tool_use.tools) if tool_use.use_grammar else None
+    offered = tool_use.tools
+    max_calls = tool_use.max_calls
+    if tool_use.choose_by_meaning:
+        # Meaning picks one tool for the request; the model then fills in only its arguments.
+        chosen, _similarity = tool_use.shortlist().pick(messages[-1]["content"])
+        if chosen == NO_TOOL:
+            return list(messages)
+        offered, max_calls = {chosen: tool_use.tools[chosen]}, 1
+    include_none = not tool_use.choose_by_meaning
+    schema = choice_schema(offered, include_none) if tool_use.use_grammar else None
     conversation = list(messages)
-    for _ in range(tool_use.max_calls):
+    for _ in range(max_calls):
         if cancel is not None and cancel.is_set():
             break
-        asked = choice_messages(tool_use.tools, conversation)
+        asked = choice_messages(offered, conversation, include_none)
         choice, raw, failure = None, "", None
         for attempt in range(2):
             completion = drain(backend.stream_chat(asked, CHOICE_OPTIONS, cancel, json_schema=schema))
@@ -200,7 +291,7 @@ def use_tools(
             call.finish_reason = f"tool-choice:{completion.finish_reason}"
             model_calls.append(call)
             try:
-                choice = parse_choice(raw, tool_use.tools)
+                choice = parse_choice(raw, offered)
                 break
             except ToolError as error:
                 failure = str(error)
@@ -227,7 +318,7 @@ def use_tools(
             break
         if choice.tool == NO_TOOL:
             break
-        tool = tool_use.tools[choice.tool]
+        tool = offered[choice.tool]
         decision = tool_use.policy.decide(tool, choice.arguments_json, tool_use.approver)
         record = ToolCallRecord(
             tool.name,

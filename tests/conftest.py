@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
 # Set before huggingface_hub is imported anywhere: tests never reach a hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+# Derived files (the distilled encoder, dequantised bases) are built once and kept between runs, in a
+# folder git ignores; each test still gets its own data dir.
+os.environ.setdefault(
+    "UNDERSTUDY_CACHE", str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "understudy")
+)
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 

@@ -43,6 +43,8 @@ class Tool(Protocol):
     risk: Risk
     timeout_s: float
     source: str  # "builtin", a plugin's name, or "mcp:SERVER"
+    # How users ask for it, in their words: the tool is picked by meaning from these and the description.
+    examples: tuple[str, ...]
 
     def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
         """Do the work; raise ToolError with a clear message when the arguments can't be honoured."""

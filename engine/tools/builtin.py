@@ -51,6 +51,7 @@ class BuiltinTool:
     description: str
     parameters: dict[str, Any]
     risk: Risk
+    examples: tuple[str, ...]
     source = "builtin"
 
     def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
@@ -295,6 +296,14 @@ def _format_number(value: int | float) -> str:
 
 class CalculatorTool(BuiltinTool):
     name = "calculator"
+    examples = (
+        "how much is 17 times 23?",
+        "what's 15% of 80",
+        "calculate (4.5 + 3) * 12",
+        "square root of 729",
+        "divide 1000 by 7",
+        "what is 2 to the power of 10?",
+    )
     description = (
         "Evaluate arithmetic exactly instead of guessing: numbers, + - * / // % ** (or ^), parentheses, "
         "sqrt, round, abs, min, max, log, exp, sin, cos, tan, pi, e, and percentages like '23.5% of 1,840'."
@@ -342,6 +351,14 @@ def _utc_offset(moment: datetime) -> str:
 
 class DateTimeTool(BuiltinTool):
     name = "datetime"
+    examples = (
+        "what's the date today?",
+        "what time is it in Paris right now",
+        "current time in New York",
+        "convert 9am London time to Sydney time",
+        "is it Monday or Tuesday today?",
+        "what time is it?",
+    )
     description = (
         "The current date and time in a time zone, or convert an ISO 8601 date-time from one time zone to "
         "another. Time zones are IANA names such as 'Europe/London' or 'America/New_York'."
@@ -507,6 +524,14 @@ def convert_units(value: float, from_unit: str, to_unit: str) -> float:
 
 class UnitConvertTool(BuiltinTool):
     name = "unit_convert"
+    examples = (
+        "express 3 kilograms in pounds",
+        "convert 100 fahrenheit to celsius",
+        "what is 10 inches in cm",
+        "turn 2 US gallons into liters",
+        "60 mph in km/h",
+        "how many megabytes is 3 GB?",
+    )
     description = (
         "Convert a value between units of length, mass, temperature, volume, speed or data size, e.g. "
         "5 mi to km, 70 F to C, 2 GiB to MB. Symbols: "
@@ -551,6 +576,14 @@ def _content_match(path: Path, query: str) -> str | None:
 
 class FileSearchTool(BuiltinTool):
     name = "file_search"
+    examples = (
+        "search my files for the word budget",
+        "which of my documents mention the dentist?",
+        "look for files named report",
+        "find the notes about the garden",
+        "do I have any file about passwords?",
+        "locate my recipes",
+    )
     description = (
         "Find files in the folders the user granted whose name or text contains a query (case-insensitive). "
         "Returns their paths, with the first matching line for content matches."
@@ -611,6 +644,14 @@ class FileSearchTool(BuiltinTool):
 
 class FileReadTool(BuiltinTool):
     name = "file_read"
+    examples = (
+        "open notes/shopping.md and show it",
+        "show me what's in todo.txt",
+        "read the file plan.md",
+        "what does my journal/2024.md say?",
+        "print the contents of ideas.txt",
+        "display readme.md",
+    )
     description = "Read a text file inside the folders the user granted (long files are cut short)."
     parameters = _schema(
         {
@@ -645,6 +686,14 @@ class FileReadTool(BuiltinTool):
 
 class WriteNoteTool(BuiltinTool):
     name = "write_note"
+    examples = (
+        "write a note saying call mum tomorrow",
+        "save this to a file named ideas.md: buy paint",
+        "create a file todo.txt with milk and eggs",
+        "jot down: dentist on Thursday",
+        "make a note in notes/work.md that the demo is Friday",
+        "store a reminder in reminders.txt",
+    )
     description = (
         "Write a text file into a granted folder; an existing file is replaced only with overwrite: true."
     )
@@ -784,6 +833,14 @@ def _kill_process_tree(process: subprocess.Popen) -> None:
 
 class ShellTool(BuiltinTool):
     name = "shell"
+    examples = (
+        "run ls in my projects folder",
+        "show me the directory listing with ls -la",
+        "run git diff",
+        "execute python --version",
+        "check free memory with free -m",
+        "run the command make test",
+    )
     description = (
         "Run one program with arguments (an argv list, no shell: no pipes, chaining or redirection) in a "
         "granted folder, and return its exit code and output."
@@ -937,6 +994,14 @@ def _is_text(content_type: str) -> bool:
 
 class HttpGetTool(BuiltinTool):
     name = "http_get"
+    examples = (
+        "download https://www.gnu.org/licenses/gpl-3.0.txt",
+        "download the page at http://news.example.org",
+        "get the JSON from https://api.example.com/status",
+        "open the website https://python.org and tell me what it says",
+        "what does https://example.org/robots.txt contain?",
+        "load the URL https://httpbin.org/get",
+    )
     description = "Fetch a web page or API response with HTTP GET; returns the status, content type and text."
     parameters = _schema(
         {"url": {"type": "string", "minLength": 1, "description": "an http:// or https:// URL"}},

@@ -284,6 +284,7 @@ class McpTool:
         self.risk: Risk = "read" if trusted else "network"
         self.timeout_s = DEFAULT_TIMEOUT_S
         self.source = f"mcp:{server_name}"
+        self.examples: tuple[str, ...] = ()
 
     def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
         return call_tool(self.server_name, self.remote_name, arguments, self.timeout_s)
