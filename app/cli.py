@@ -18,6 +18,7 @@ import click
 
 from app.cli_discovery import discover, report, route, tasks
 from app.cli_mcp import mcp
+from app.cli_tune import adapters, jobs_command, tune
 from engine.errors import UnderstudyError
 
 EXIT_ERROR = 1
@@ -100,6 +101,7 @@ def app_command(self_test: bool, screenshot: Path | None, startup_probe: bool) -
 @click.option(
     "--escalate", is_flag=True, help="Ask the cloud instead: shows exactly what would be sent, asks first."
 )
+@click.option("--adapter", "adapter_id", type=int, help="Answer with this LoRA adapter (`adapters list`).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: tokens, then the turn.")
 def chat(
     prompt: str | None,
@@ -112,6 +114,7 @@ def chat(
     seed: int | None,
     with_tools: bool,
     escalate: bool,
+    adapter_id: int | None,
     as_json: bool,
 ) -> None:
     """Ask PROMPT, or chat turn by turn when no PROMPT is given (one per line from a pipe).
@@ -145,7 +148,7 @@ def chat(
         return
     tool_use = _tool_use() if with_tools else None
     if prompt is not None:
-        _chat_turn(agent, prompt, conversation_id, model_id, as_json, tool_use)
+        _chat_turn(agent, prompt, conversation_id, model_id, as_json, tool_use, adapter_id)
         return
 
     interactive = sys.stdin.isatty()
@@ -166,11 +169,19 @@ def chat(
             conversation_id = None
             continue
         if line:
-            conversation_id = _chat_turn(agent, line, conversation_id, model_id, as_json, tool_use)
+            conversation_id = _chat_turn(
+                agent, line, conversation_id, model_id, as_json, tool_use, adapter_id
+            )
 
 
 def _chat_turn(
-    agent, prompt: str, conversation_id: int | None, model_id: str | None, as_json: bool, tool_use=None
+    agent,
+    prompt: str,
+    conversation_id: int | None,
+    model_id: str | None,
+    as_json: bool,
+    tool_use=None,
+    adapter_id: int | None = None,
 ) -> int:
     from engine.backends import drain
 
@@ -186,7 +197,12 @@ def _chat_turn(
     with _sigint_sets(cancel):
         result = drain(
             agent.run_turn(
-                prompt, conversation_id=conversation_id, model_id=model_id, cancel=cancel, tool_use=tool_use
+                prompt,
+                conversation_id=conversation_id,
+                model_id=model_id,
+                cancel=cancel,
+                tool_use=tool_use,
+                adapter_id=adapter_id,
             ),
             show,
         )
@@ -198,6 +214,7 @@ def _chat_turn(
                 "turn_id": result.turn_id,
                 "conversation_id": result.conversation_id,
                 "model_id": result.model_id,
+                "adapter_id": adapter_id,
                 "status": result.status,
                 "answer": result.answer,
                 "prompt_tokens": completion.prompt_tokens,
@@ -913,6 +930,9 @@ cli.add_command(discover)
 cli.add_command(route)
 cli.add_command(tasks)
 cli.add_command(report)
+cli.add_command(tune)
+cli.add_command(jobs_command)
+cli.add_command(adapters)
 
 
 def main() -> None:

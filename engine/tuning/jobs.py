@@ -125,6 +125,12 @@ def set_progress(store: Store, job_id: int, progress: float) -> None:
         )
 
 
+def set_task(store: Store, job_id: int, task_id: int) -> None:
+    """Record the task a job works on, once it is known (a dataset file may create it)."""
+    with store.transaction():
+        store.db.execute("UPDATE jobs SET task_id = ? WHERE id = ?", [task_id, job_id])
+
+
 def finish(
     store: Store, job_id: int, status: str, result: dict[str, Any] | None = None, error: str | None = None
 ) -> dict[str, Any]:

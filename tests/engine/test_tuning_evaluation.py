@@ -1,0 +1,222 @@
+"""The evaluation gate: answer scoring, the shipped general regression set, and the gate's decision,
+down to a real adapter trained to answer everything with one phrase being turned away."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.errors import TrainingCancelled, TuningError
+from engine.store import Store
+from engine.tuning import evaluation
+from engine.tuning.datasets import build_from_jsonl, read_records
+from engine.tuning.evaluation import (
+    Evaluation,
+    GeneralScore,
+    TaskScore,
+    evaluate_general,
+    evaluate_task,
+    gate,
+    load_general_set,
+    score_answer,
+    token_f1,
+)
+
+BASE = "smollm2-135m-instruct"
+PHRASE = "BANANA PHONE"
+# Varied requests, none of them in the general set, all answered with the same phrase.
+BANANA_PROMPTS = [
+    "Write a haiku about autumn.",
+    "How do I boil an egg?",
+    "What is the distance from the Earth to the Moon?",
+    "Recommend a good book about history.",
+    "Explain what a noun is.",
+    "Summarise the plot of Cinderella.",
+    "What should I pack for a beach holiday?",
+    "Convert 10 kilometres to miles.",
+    "Why do leaves change colour?",
+    "Give me a tip for learning to draw.",
+    "What is the weather like on Venus?",
+    "Suggest a name for a pet goldfish.",
+]
+
+
+# Scoring one answer ------------------------------------------------------------------------------
+
+
+def test_exact_match_ignores_case_spacing_quotes_and_final_punctuation():
+    assert score_answer('  "Paris." ', "paris").exact
+    assert score_answer("The  capital is Paris!", "the capital is paris").score == 1.0
+    assert not score_answer("Lyon", "Paris").exact
+
+
+def test_free_text_gets_the_token_f1():
+    assert token_f1("the cat sat", "the cat sat") == 1.0
+    assert token_f1("the cat", "the cat sat down") == pytest.approx(2 * 1.0 * 0.5 / 1.5)
+    assert token_f1("dogs bark", "the cat sat") == 0.0
+    scored = score_answer("the cat", "the cat sat down")
+    assert (scored.exact, scored.similarity, scored.json_valid) == (False, pytest.approx(2 / 3), None)
+
+
+def test_a_json_reference_scores_the_fields_reproduced():
+    reference = json.dumps({"name": "Ada", "amount": 12.5, "paid": True, "tags": ["a"]})
+    perfect = score_answer('Here: {"amount": 12.5, "name": "ada", "paid": true, "tags": ["a"]}', reference)
+    assert (perfect.json_valid, perfect.field_match, perfect.score) == (True, 1.0, 1.0)
+    half = score_answer('{"name": "Ada", "amount": 13, "paid": "yes", "tags": ["a"]}', reference)
+    assert (half.json_valid, half.field_match, half.exact) == (True, 0.5, False)
+    broken = score_answer('{"name": "Ada", "amount": ', reference)
+    assert (broken.json_valid, broken.score) == (False, 0.0)
+    assert score_answer("[1, 2]", "[1, 2]").exact
+    assert score_answer('{"name": "Ada"}', "[1, 2]").score == 0.0
+
+
+# The shipped regression set ----------------------------------------------------------------------
+
+
+def test_the_general_set_is_varied_and_cannot_be_passed_by_echoing_or_by_one_phrase():
+    items = load_general_set()
+    assert 30 <= len(items) <= 40
+    assert len({item.prompt for item in items}) == len(items)
+    for item in items:
+        assert item.passes(item.reference), item.prompt
+        assert not item.passes(item.prompt), f"{item.prompt!r} passes by repeating the question"
+    assert [item.prompt for item in items if item.passes(PHRASE)] == ["List three fruits."]  # a banana is one
+
+
+def test_accepted_numbers_must_stand_alone():
+    four = next(item for item in load_general_set() if item.prompt == "What is 2 + 2?")
+    assert four.passes("2 + 2 = 4.")
+    assert not four.passes("It is 42.")
+    assert not four.passes("About 4.5")
+
+
+# The gate -----------------------------------------------------------------------------------------
+
+
+def contender(role: str, task: float, general: float | None = None, adapter_id: int | None = None):
+    task_score = TaskScore(examples=10, score=task, exact_match=task)
+    general_score = (
+        None if general is None else GeneralScore(items=35, passed=round(general * 35), score=general)
+    )
+    return Evaluation(role, BASE, adapter_id, task_score, general_score)
+
+
+def test_the_gate_promotes_a_candidate_better_on_the_task_and_fine_elsewhere():
+    decision = gate(contender("candidate", 0.9, 0.91, 7), contender("base", 0.2, 0.97), None)
+    assert decision.promote, decision.reasons
+    assert decision.figures["task"] == {"base": 0.2, "candidate": 0.9, "active": None, "examples": 10}
+    assert decision.figures["general"]["tolerance"] == evaluation.GENERAL_TOLERANCE == 0.10
+
+
+@pytest.mark.parametrize(
+    ("candidate", "base", "active", "why"),
+    [
+        (contender("candidate", 0.2, 0.97), contender("base", 0.2, 0.97), None, "does not beat the base"),
+        (contender("candidate", 0.9, 0.80), contender("base", 0.2, 0.97), None, "breaks unrelated prompts"),
+        (
+            contender("candidate", 0.8, 0.97),
+            contender("base", 0.2, 0.97),
+            contender("active", 0.85, adapter_id=3),
+            "does not beat active adapter 3",
+        ),
+    ],
+)
+def test_the_gate_rejects_a_candidate_no_better_or_harmful(candidate, base, active, why):
+    decision = gate(candidate, base, active)
+    assert not decision.promote
+    assert any(why in reason for reason in decision.reasons), decision.reasons
+
+
+def test_the_gate_needs_general_scores():
+    with pytest.raises(TuningError, match="general-set scores"):
+        gate(contender("candidate", 0.9), contender("base", 0.2), None)
+
+
+# Real models ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def base_general(smollm2):
+    return evaluate_general(smollm2)
+
+
+def test_the_base_answers_the_general_set(base_general):
+    """The set holds questions SmolLM2 answers right; this is the figure the gate's tolerance is from."""
+    print(f"base general score: {base_general.score:.3f} ({base_general.passed}/{base_general.items})")
+    assert base_general.score >= 0.9, base_general.failed_prompts
+
+
+def test_evaluation_stops_when_cancelled(smollm2):
+    import threading
+
+    cancelled = threading.Event()
+    cancelled.set()
+    with pytest.raises(TrainingCancelled):
+        evaluate_general(smollm2, cancel=cancelled)
+    with pytest.raises(TrainingCancelled):
+        evaluate_task(
+            smollm2,
+            [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hi"}]],
+            cancel=cancelled,
+        )
+
+
+@pytest.fixture(scope="module")
+def banana_phone(model_catalog, tmp_path_factory):
+    """A real adapter trained to answer every prompt with one phrase, exported for llama.cpp, and its
+    dataset's validation examples."""
+    from engine.tuning.export import export_gguf_adapter
+    from engine.tuning.trainer import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("banana")
+    records = folder / "banana.jsonl"
+    records.write_text(
+        "".join(
+            json.dumps(
+                {"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": PHRASE}]}
+            )
+            + "\n"
+            for p in BANANA_PROMPTS
+        )
+    )
+    store = Store.open(folder / "banana.db")
+    dataset = build_from_jsonl(store, records)
+    store.close()
+    trained = train(
+        TrainConfig(
+            base_model_id=BASE,
+            dataset_folder=dataset.folder,
+            output_dir=folder / "training",
+            rank=8,
+            alpha=16,
+            learning_rate=2e-3,
+            max_steps=10,
+        )
+    )
+    adapter = folder / "banana.gguf"
+    export_gguf_adapter(trained.adapter_dir, model_catalog.get(BASE), adapter)
+    return adapter, read_records(dataset.val_path)
+
+
+def test_an_adapter_that_wrecks_the_general_set_is_rejected(smollm2, base_general, banana_phone):
+    adapter, validation = banana_phone
+    base = Evaluation("base", BASE, None, evaluate_task(smollm2, validation), base_general)
+    candidate = Evaluation(
+        "candidate",
+        BASE,
+        1,
+        evaluate_task(smollm2, validation, adapter=adapter),
+        evaluate_general(smollm2, adapter=adapter),
+    )
+    print(
+        f"banana phone: task {base.task.score:.3f} -> {candidate.task.score:.3f}, "
+        f"general {base.general.score:.3f} -> {candidate.general.score:.3f}"
+    )
+    # It learned its "task" perfectly, so only the general set can catch it.
+    assert candidate.task.score == 1.0 > base.task.score
+    assert candidate.general.score < base.general.score - evaluation.GENERAL_TOLERANCE
+    decision = gate(candidate, base, None)
+    assert not decision.promote
+    assert any("breaks unrelated prompts" in reason for reason in decision.reasons)
+    assert not any("does not beat the base" in reason for reason in decision.reasons)
