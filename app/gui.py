@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QApplication
 from app.qt_chat import QtChatSection
 from app.qt_context import AppContext
 from app.qt_escalations import QtEscalationsSection
+from app.qt_insights import QtInsightsSection
 from app.qt_main_window import QtMainWindow, window_state
 from app.qt_models import QtModelsSection
 from app.qt_settings import QtSettingsSection
@@ -45,6 +46,7 @@ def build_window(app: QApplication) -> QtMainWindow:
     window.add_section(window.chat)
     window.escalations = QtEscalationsSection(context)
     window.add_section(window.escalations)
+    window.add_section(QtInsightsSection(context))
     window.add_section(QtToolsSection(context))
     window.add_section(QtModelsSection(context))
     window.add_section(QtSettingsSection(context))
@@ -55,6 +57,13 @@ def build_window(app: QApplication) -> QtMainWindow:
         window.escalations.select(escalation_id)
 
     window.chat.escalation_proposed.connect(review)
+    window.chat.cloud_suggested.connect(
+        lambda escalation_id, reason: context.notify_with_action(
+            f"Proposed for the cloud ({reason}); nothing is sent unless you approve.",
+            "Review",
+            lambda: review(escalation_id),
+        )
+    )
 
     def cloud_answered(result) -> None:
         window.show_locality(cloud=True)
