@@ -57,13 +57,6 @@ def build_window(app: QApplication) -> QtMainWindow:
         window.escalations.select(escalation_id)
 
     window.chat.escalation_proposed.connect(review)
-    window.chat.cloud_suggested.connect(
-        lambda escalation_id, reason: context.notify_with_action(
-            f"Proposed for the cloud ({reason}); nothing is sent unless you approve.",
-            "Review",
-            lambda: review(escalation_id),
-        )
-    )
 
     def cloud_answered(result) -> None:
         window.show_locality(cloud=True)
