@@ -21,6 +21,7 @@ from typing import Any
 
 from engine import catalog
 from engine.tuning.datasets import Messages
+from engine.tuning.trainer import LEARNING_RATE, encode, load_base, pick_device, set_threads, with_lora
 
 VOCABULARY = (
     "the a of and to in is it that for on with as was at by this from be have are not or an they which one "
@@ -67,7 +68,6 @@ def bench_train(
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
     from engine.tuning.base_model import dequantised_base
-    from engine.tuning.trainer import LEARNING_RATE, encode, load_base, pick_device, set_threads, with_lora
 
     entry = catalog.load_catalog().get(model_id)
     set_threads()
