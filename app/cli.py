@@ -214,7 +214,11 @@ def _chat_turn(
                 "turn_id": result.turn_id,
                 "conversation_id": result.conversation_id,
                 "model_id": result.model_id,
-                "adapter_id": adapter_id,
+                "adapter_id": result.adapter_id,
+                "route": None if result.route is None else result.route.to_dict(),
+                "confidence": None if result.route is None else result.route.confidence,
+                "escalation_id": result.escalation_id,
+                "escalation_reason": result.escalation_reason,
                 "status": result.status,
                 "answer": result.answer,
                 "prompt_tokens": completion.prompt_tokens,
@@ -230,7 +234,9 @@ def _chat_turn(
     else:
         click.echo()
         notes = [
-            result.model_id,
+            result.model_id
+            if result.adapter_id is None
+            else f"{result.model_id} + adapter {result.adapter_id}",
             f"{completion.completion_tokens} tokens",
             f"ttft {completion.ttft_ms or 0:.0f} ms",
             f"{completion.decode_tokens_per_second or 0:.1f} tok/s",
@@ -242,6 +248,16 @@ def _chat_turn(
         if completion.trimmed_messages:
             notes.append(f"context full: {completion.trimmed_messages} oldest message(s) left out")
         click.echo(f"[{' · '.join(notes)}]", err=True)
+        if result.route is not None:
+            click.echo(f"[{result.route.target}: {result.route.reason}]", err=True)
+        if result.escalation_id is not None:
+            click.echo(
+                f"[Proposed for the cloud ({result.escalation_reason}); nothing was sent. Review it with "
+                f"`understudy escalations show {result.escalation_id}`]",
+                err=True,
+            )
+        elif result.escalation_reason:
+            click.echo(f"[{result.escalation_reason}]", err=True)
     return result.conversation_id
 
 

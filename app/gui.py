@@ -21,6 +21,7 @@ from app.qt_models import QtModelsSection
 from app.qt_settings import QtSettingsSection
 from app.qt_theme import apply_theme
 from app.qt_tools import QtToolsSection
+from app.qt_tuning import QtTuningSection
 from app.qt_workers import run_in_background, thread_store
 from engine.catalog import load_catalog
 from engine.errors import UnderstudyError
@@ -48,6 +49,7 @@ def build_window(app: QApplication) -> QtMainWindow:
     window.add_section(window.escalations)
     window.add_section(QtInsightsSection(context))
     window.add_section(QtToolsSection(context))
+    window.add_section(QtTuningSection(context))
     window.add_section(QtModelsSection(context))
     window.add_section(QtSettingsSection(context))
     window.chat.answer_speed.connect(window.show_speed)
@@ -57,6 +59,13 @@ def build_window(app: QApplication) -> QtMainWindow:
         window.escalations.select(escalation_id)
 
     window.chat.escalation_proposed.connect(review)
+    window.chat.cloud_suggested.connect(
+        lambda escalation_id, reason: context.notify_with_action(
+            f"Proposed for the cloud ({reason}); nothing is sent unless you approve.",
+            "Review",
+            lambda: review(escalation_id),
+        )
+    )
 
     def cloud_answered(result) -> None:
         window.show_locality(cloud=True)

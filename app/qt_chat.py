@@ -252,6 +252,7 @@ class QtAssistantMessage(QFrame):
 
     regenerate_requested = Signal(int)
     cloud_requested = Signal(int)
+    kept_local = Signal(int)
     feedback_given = Signal(int, object)  # turn id, rating (1, -1 or None)
 
     def __init__(self, parent=None):
@@ -270,8 +271,12 @@ class QtAssistantMessage(QFrame):
         self.copy_button.clicked.connect(self._on_copy)
         self.regenerate_button = self._tool("Regenerate", "Answer this again")
         self.regenerate_button.clicked.connect(lambda: self.regenerate_requested.emit(self.turn_id))
-        self.ask_cloud_button = self._tool("Ask the cloud", "Ask a cloud model instead (asks first)")
+        self.ask_cloud_button = self._tool(
+            "Ask the cloud", "Use the cloud instead: ask a cloud model (asks first)"
+        )
         self.ask_cloud_button.clicked.connect(lambda: self.cloud_requested.emit(self.turn_id))
+        self.keep_local_button = self._tool("Keep local", "Keep this local: this answer was good enough")
+        self.keep_local_button.clicked.connect(lambda: self.kept_local.emit(self.turn_id))
         self.thumbs_up = self._tool("Good", "Good answer")
         self.thumbs_down = self._tool("Bad", "Bad answer")
         for button, rating in ((self.thumbs_up, 1), (self.thumbs_down, -1)):
@@ -281,6 +286,7 @@ class QtAssistantMessage(QFrame):
             self.copy_button,
             self.regenerate_button,
             self.ask_cloud_button,
+            self.keep_local_button,
             self.thumbs_up,
             self.thumbs_down,
         )
@@ -323,6 +329,7 @@ class QtAssistantMessage(QFrame):
         self.markdown = turn["answer_text"]
         self._render()
         self.footer.setText(_footer(turn))
+        self.footer.setToolTip(turn.get("route_reason") or "")
         self.thumbs_up.setChecked(turn.get("rating") == 1)
         self.thumbs_down.setChecked(turn.get("rating") == -1)
         self._set_actions_enabled(True)
@@ -362,7 +369,10 @@ class QtAssistantMessage(QFrame):
 def _footer(turn: dict) -> str:
     parts = [("☁ cloud · " if turn.get("route") == "cloud" else "") + turn["model_id"]]
     if turn.get("adapter_id"):
-        parts.append(f"adapter {turn['adapter_id']}")
+        parts.append(f"specialist {turn['adapter_id']}")
+    if turn.get("route_target"):
+        task = f" for task '{turn['task_label']}'" if turn.get("task_label") else ""
+        parts.append(f"routed to the {turn['route_target']}{task}")
     parts.append(f"{turn.get('prompt_tokens') or 0} + {turn.get('completion_tokens') or 0} tokens")
     if turn.get("ttft_ms"):
         parts.append(f"ttft {turn['ttft_ms']:.0f} ms")
@@ -379,11 +389,15 @@ def _footer(turn: dict) -> str:
 
 def _turn_from_result(result: TurnResult, user_text: str) -> dict:
     completion = result.completion
+    route = result.route
     return {
         "id": result.turn_id,
         "model_id": result.model_id,
         "route": "local",
-        "adapter_id": None,
+        "adapter_id": result.adapter_id,
+        "route_target": None if route is None else route.target,
+        "route_reason": None if route is None else route.reason,
+        "task_label": None if route is None else route.task_label,
         "user_text": user_text,
         "answer_text": result.answer,
         "status": result.status,
@@ -405,6 +419,7 @@ class QtChatSection(QWidget):
     model_ready = Signal(str)  # model id
     answer_speed = Signal(str, object, object)  # model id, threads, tokens per second
     escalation_proposed = Signal(int)  # escalation id, pending the user's review
+    cloud_suggested = Signal(int, str)  # escalation id the router proposed, and why
     conversation_loaded = Signal(object)  # conversation id
 
     def __init__(self, context: AppContext, parent=None):
@@ -624,6 +639,7 @@ class QtChatSection(QWidget):
         answer = QtAssistantMessage()
         answer.regenerate_requested.connect(self.regenerate)
         answer.cloud_requested.connect(self.ask_cloud)
+        answer.kept_local.connect(self.keep_local)
         answer.feedback_given.connect(self._on_feedback)
         self.messages_layout.insertWidget(self.messages_layout.count() - 1, answer)
         return answer
@@ -708,11 +724,25 @@ class QtChatSection(QWidget):
             messages = Agent.from_settings(store, catalog, settings).messages_for(
                 conversation_id, text, before_turn_id=turn_id
             )
-            return Escalations(store).propose(
+            escalation_id = Escalations(store).propose(
                 messages, reason="asked from the chat", conversation_id=conversation_id, turn_id=turn_id
             )
+            _record_outcome(store, turn_id, "user_chose_cloud")
+            return escalation_id
 
         run_in_background(propose, self.escalation_proposed.emit, self.context.notify_error)
+
+    def keep_local(self, turn_id: int) -> None:
+        """The user says this local answer was good enough: the router's calibration learns from it."""
+
+        def record() -> None:
+            _record_outcome(thread_store(), turn_id, "user_kept_local")
+
+        run_in_background(
+            record,
+            lambda _result: self.context.notify_info("Noted: answers like this one stay local."),
+            self.context.notify_error,
+        )
 
     def start_edit(self, turn_id: int, text: str) -> None:
         if self.current_job is not None:
@@ -756,10 +786,11 @@ class QtChatSection(QWidget):
 
                 tool_use = ToolUse(registered_tools(), load_policy(), approver)
             agent = Agent.from_settings(store, catalog, settings)
+            # The picked model is the generalist; the router may still send the turn to a specialist.
+            agent.default_model = model_id
             return agent.run_turn(
                 text,
                 conversation_id=conversation_id,
-                model_id=model_id,
                 cancel=cancel,
                 replacing=replacing,
                 tool_use=tool_use,
@@ -794,6 +825,8 @@ class QtChatSection(QWidget):
         self.answer_speed.emit(
             result.model_id, None, result.completion.decode_tokens_per_second if result.completion else None
         )
+        if result.escalation_id is not None:
+            self.cloud_suggested.emit(result.escalation_id, result.escalation_reason or "")
         self.turn_finished.emit(result)
 
     def _on_turn_failed(self, message: str, text: str) -> None:
@@ -825,3 +858,9 @@ class QtChatSection(QWidget):
 
     def _on_scroll_range(self, _minimum: int, maximum: int) -> None:
         self.scroll.verticalScrollBar().setValue(maximum)
+
+
+def _record_outcome(store, turn_id: int, outcome: str) -> None:
+    from engine.router import record_outcome
+
+    record_outcome(store, turn_id, outcome)

@@ -1,8 +1,11 @@
-"""The turn loop: a user message goes to a model with the conversation so far, and the whole exchange
+"""The turn loop: a user message is routed (S6) to a task's specialist or the generalist, answered with
+the conversation so far (calling tools when allowed), and the whole exchange, routing decision included,
 is logged in one transaction.
 
 ``Agent.run_turn`` is a generator: it yields the answer as it streams and returns a ``TurnResult``, so
-the CLI prints pieces as they come and the GUI turns each into a signal. Tool calls join this loop later.
+the CLI prints pieces as they come and the GUI turns each into a signal. When the router advises the
+cloud (a pinned task, or an answer of low confidence) a pending escalation is proposed after the turn
+is logged; nothing is ever sent from here.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine import backends
 from engine.backends import Completion, GenerationOptions, LoadOptions, Message
@@ -20,6 +24,9 @@ from engine.settings import Settings
 from engine.store import ModelCallRecord, Store, TurnRecord
 from engine.tool_calling import ToolEvent, ToolUse, use_tools
 from engine.tuning import adapters
+
+if TYPE_CHECKING:
+    from engine.router import RouteDecision, Router
 
 
 @dataclass
@@ -32,6 +39,11 @@ class TurnResult:
     completion: Completion | None
     log_ms: float
     error: str | None = None
+    adapter_id: int | None = None
+    route: RouteDecision | None = None
+    # A pending escalation the router proposed for this turn (the user decides), and why.
+    escalation_id: int | None = None
+    escalation_reason: str | None = None
 
 
 class Agent:
@@ -45,6 +57,7 @@ class Agent:
         generation: GenerationOptions = GenerationOptions(),
         system_prompt: str | None = None,
         default_model: str | None = None,
+        routing: bool = True,
     ):
         self.store = store
         self.catalog = catalog
@@ -52,6 +65,23 @@ class Agent:
         self.generation = generation
         self.system_prompt = system_prompt
         self.default_model = default_model
+        self.routing = routing
+        self._router: Router | None = None
+
+    @property
+    def router(self) -> Router:
+        """The router, built on first use and kept in step with the database's tasks and adapters."""
+        from engine.router import Router
+
+        if self._router is None:
+            self._router = Router(self.store)
+        else:
+            self._router.refresh_if_changed(self.store)
+        return self._router
+
+    def route(self, user_text: str) -> RouteDecision:
+        """Where ``user_text`` would go, without generating (``understudy route``)."""
+        return self.router.decide(user_text)
 
     @classmethod
     def from_settings(cls, store: Store, catalog: Catalog, settings: Settings) -> Agent:
@@ -81,6 +111,7 @@ class Agent:
         replacing: int | None = None,
         tool_use: ToolUse | None = None,
         adapter_id: int | None = None,
+        route: bool = True,
     ) -> Generator[str | ToolEvent, None, TurnResult]:
         """Answer ``user_text`` in a conversation (a new one when None), streaming the answer.
 
@@ -93,10 +124,25 @@ class Agent:
         logged with its permission decision in the same transaction as the turn).
 
         With ``adapter_id`` the answer comes from that LoRA adapter on its base model, after its file's
-        sha256 is checked.
+        sha256 is checked. Otherwise, unless ``route`` is off or a model was named, the router picks:
+        the request's task specialist when it has one and the request is close to it, else the
+        generalist. A specialist whose file fails its check is skipped for the generalist, with the
+        reason in the logged decision.
         """
+        decision = None
+        if self.routing and route and adapter_id is None and model_id is None:
+            decision = self.router.decide(user_text)
+            if decision.target == "specialist":
+                adapter_id = decision.adapter_id
         adapter_path = None
-        if adapter_id is not None:
+        if adapter_id is not None and decision is not None:
+            try:
+                adapter, adapter_path = adapters.serving_path(self.store, adapter_id)
+                model_id = adapter.base_model_id
+            except AdapterError as error:
+                decision.target, decision.adapter_id, adapter_id = "generalist", None, None
+                decision.reason = f"{decision.reason}, but it cannot be served ({error})"
+        elif adapter_id is not None:
             adapter, adapter_path = adapters.serving_path(self.store, adapter_id)
             if model_id is not None and model_id != adapter.base_model_id:
                 raise AdapterError(
@@ -143,11 +189,14 @@ class Agent:
             )
         except UnderstudyError as error:
             turn.status, turn.error, call.error = "error", str(error), str(error)
-            self._log(turn)
+            self._log(turn, decision)
             raise
         _record_completion(call, turn, completion)
-        turn_id, log_ms = self._log(turn)
-        return TurnResult(
+        advice = None
+        if decision is not None and turn.status == "ok":
+            advice = self.router.after_answer(decision, completion)
+        turn_id, log_ms = self._log(turn, decision)
+        result = TurnResult(
             turn_id=turn_id,
             conversation_id=turn.conversation_id,
             model_id=entry.id,
@@ -155,7 +204,26 @@ class Agent:
             answer=turn.answer_text,
             completion=completion,
             log_ms=log_ms,
+            adapter_id=adapter_id,
+            route=decision,
         )
+        if decision is not None and (decision.target == "cloud" or (advice is not None and advice.propose)):
+            self._propose_cloud(
+                result, messages, advice.reason if advice and advice.propose else decision.reason
+            )
+        return result
+
+    def _propose_cloud(self, result: TurnResult, messages: list[Message], reason: str) -> None:
+        """Queue the request for the user's consent; a refusal (local-only, never_cloud) is the reason."""
+        from engine.router import escalate
+
+        try:
+            result.escalation_id = escalate(
+                self.store, result.route, messages, reason, result.conversation_id, result.turn_id
+            )
+            result.escalation_reason = reason
+        except UnderstudyError as error:
+            result.escalation_reason = f"not proposed for the cloud: {error}"
 
     def messages_for(
         self, conversation_id: int | None, user_text: str, before_turn_id: int | None = None
@@ -169,9 +237,15 @@ class Agent:
         messages.append({"role": "user", "content": user_text})
         return messages
 
-    def _log(self, turn: TurnRecord) -> tuple[int, float]:
+    def _log(self, turn: TurnRecord, decision: RouteDecision | None = None) -> tuple[int, float]:
+        """Write the turn and its routing decision in one transaction."""
         started = time.perf_counter()
-        turn_id = self.store.log_turn(turn)
+        with self.store.transaction():
+            turn_id = self.store.write_turn(turn)
+            if decision is not None:
+                from engine.router import write_decision
+
+                write_decision(self.store, decision, turn_id)
         return turn_id, (time.perf_counter() - started) * 1000
 
 

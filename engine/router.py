@@ -111,10 +111,19 @@ class Router:
         self._given_encoder = encoder
         self.refresh(store)
 
+    def refresh_if_changed(self, store: Store) -> bool:
+        """Re-read what routing depends on if discovery, tuning, a pin or calibration changed it since;
+        one small query otherwise, so a long-lived router (the app's) follows the database."""
+        if _routing_state(store) == self._state:
+            return False
+        self.refresh(store)
+        return True
+
     def refresh(self, store: Store) -> None:
         """Re-read tasks, pins, thresholds and active adapters (after discovery, tuning or a pin)."""
         from engine.tuning.adapters import active_for_task
 
+        self._state = _routing_state(store)
         index = TaskIndex.load(store)
         specialists: dict[int, _Specialist] = {}
         for task_id in index.ids:
@@ -242,6 +251,17 @@ class Router:
         )
 
 
+def _routing_state(store: Store) -> tuple:
+    """A fingerprint of the tasks and active adapters: it changes whenever a decision could."""
+    return tuple(
+        store.db.execute(
+            "SELECT (SELECT COUNT(*) || '/' || COALESCE(MAX(updated_utc), '') || '/' || "
+            "COALESCE(SUM(confidence_threshold), '') || '/' || COUNT(retired_utc) FROM tasks), "
+            "(SELECT COALESCE(group_concat(id), '') FROM adapters WHERE status = 'active')"
+        ).fetchone()
+    )
+
+
 def _decision(
     task_id: int | None,
     label: str | None,
@@ -313,30 +333,36 @@ def escalate(
 
 
 def record(store: Store, decision: RouteDecision, turn_id: int | None) -> int:
-    """Log a decision with its features; for a turn, also cache its vector and set its task."""
+    """Log a decision with its features in its own transaction (see ``write_decision``)."""
     with store.transaction():
-        decision_id = store.insert(
-            "route_decisions",
-            {
-                "turn_id": turn_id,
-                "created_utc": utc_now(),
-                "task_id": decision.task_id,
-                "distance": decision.distance,
-                "target": decision.target,
-                "adapter_id": decision.adapter_id,
-                "escalation_id": decision.escalation_id,
-                "reason": decision.reason,
-                "confidence": decision.confidence,
-                "decision_ms": decision.decision_ms,
-                "features_json": json.dumps(decision.features, ensure_ascii=False),
-            },
+        return write_decision(store, decision, turn_id)
+
+
+def write_decision(store: Store, decision: RouteDecision, turn_id: int | None) -> int:
+    """Log a decision inside the caller's transaction (the agent's, so it commits with its turn); for a
+    turn, also cache the request's vector and set the turn's task."""
+    decision_id = store.insert(
+        "route_decisions",
+        {
+            "turn_id": turn_id,
+            "created_utc": utc_now(),
+            "task_id": decision.task_id,
+            "distance": decision.distance,
+            "target": decision.target,
+            "adapter_id": decision.adapter_id,
+            "escalation_id": decision.escalation_id,
+            "reason": decision.reason,
+            "confidence": decision.confidence,
+            "decision_ms": decision.decision_ms,
+            "features_json": json.dumps(decision.features, ensure_ascii=False),
+        },
+    )
+    if turn_id is not None and decision.vector is not None and decision.encoder is not None:
+        store.db.execute(
+            "INSERT OR REPLACE INTO embeddings (turn_id, encoder, vector) VALUES (?, ?, ?)",
+            [turn_id, decision.encoder, embeddings.to_blob(decision.vector)],
         )
-        if turn_id is not None and decision.vector is not None and decision.encoder is not None:
-            store.db.execute(
-                "INSERT OR REPLACE INTO embeddings (turn_id, encoder, vector) VALUES (?, ?, ?)",
-                [turn_id, decision.encoder, embeddings.to_blob(decision.vector)],
-            )
-            store.db.execute("UPDATE turns SET cluster_id = ? WHERE id = ?", [decision.task_id, turn_id])
+        store.db.execute("UPDATE turns SET cluster_id = ? WHERE id = ?", [decision.task_id, turn_id])
     return decision_id
 
 

@@ -327,17 +327,22 @@ class Store:
         return cursor.rowcount
 
     def conversation_turns(self, conversation_id: int) -> list[dict[str, Any]]:
-        """The current turns of a conversation with their last model call's numbers, rating and tool
-        calls."""
+        """The current turns of a conversation with their last model call's numbers, rating, routing
+        decision and tool calls."""
         turns = [
             dict(row)
             for row in self.db.query(
                 "SELECT turns.*, feedback.rating, model_calls.prompt_tokens, "
                 "model_calls.completion_tokens, model_calls.ttft_ms, model_calls.decode_tok_s, "
-                "model_calls.finish_reason, model_calls.trimmed_messages FROM turns "
+                "model_calls.finish_reason, model_calls.trimmed_messages, "
+                "route_decisions.target AS route_target, route_decisions.reason AS route_reason, "
+                "tasks.label AS task_label FROM turns "
                 "LEFT JOIN feedback ON feedback.turn_id = turns.id "
                 "LEFT JOIN model_calls ON model_calls.id = ("
                 "  SELECT MAX(id) FROM model_calls WHERE turn_id = turns.id) "
+                "LEFT JOIN route_decisions ON route_decisions.id = ("
+                "  SELECT MIN(id) FROM route_decisions WHERE turn_id = turns.id) "
+                "LEFT JOIN tasks ON tasks.id = route_decisions.task_id "
                 "WHERE turns.conversation_id = ? AND turns.replaced_by IS NULL ORDER BY turns.id",
                 [conversation_id],
             )

@@ -208,6 +208,21 @@ def test_decisions_are_logged_with_their_features_and_place_the_turn(routed, ans
     assert store.db["embeddings"].count_where("turn_id = ?", [turn_id]) == 1
 
 
+def test_a_long_lived_router_follows_pins_thresholds_and_adapters(routed):
+    store, tasks = routed
+    route = router.Router(store)
+    assert not route.refresh_if_changed(store)
+
+    router.set_pin(store, tasks["sql"], "always_local")
+    assert route.refresh_if_changed(store)
+    assert route.decide(SQL_REQUEST).pin == "always_local"
+    with store.transaction():
+        store.db.execute("UPDATE adapters SET status = 'retired'")
+    assert route.refresh_if_changed(store)
+    assert route.decide(HAIKU_REQUEST).target == "generalist"
+    assert not route.refresh_if_changed(store)
+
+
 def _answered(store, task_id: int, confidence: float) -> int:
     turn_id = store.log_turn(TurnRecord(conversation_id=None, user_text="q", model_id="smollm2"))
     with store.transaction():
