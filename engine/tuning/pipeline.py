@@ -28,7 +28,7 @@ from engine.store import Store
 from engine.tuning import adapters, jobs
 from engine.tuning.base_choice import choose_base
 from engine.tuning.datasets import build_from_jsonl, build_from_log, named_task, read_records
-from engine.tuning.evaluation import Evaluation, evaluate_general, evaluate_task, gate
+from engine.tuning.evaluation import Evaluation, evaluate_general, evaluate_task, gate, load_general_set
 from engine.tuning.scheduler import Machine, ScheduleSettings, should_start
 
 EventSink = Callable[[dict[str, Any]], None]
@@ -216,19 +216,36 @@ def _evaluate(store, candidate, base_model_id, choice, validation, on_event, can
     model_catalog = catalog.load_catalog()
     backend = backends.load(model_catalog.get(base_model_id))
     candidate_path = adapters.verify(candidate)
+    current = adapters.active_for_task(store, candidate.task_id)
+    general_items = load_general_set()
+    answers = 2 * len(general_items) + len(validation) * (2 if current is not None else 1)
+    count = _EvaluationProgress(on_event, answers)
     base = Evaluation("base", base_model_id, None, choice.scores[base_model_id])
-    base.general = evaluate_general(backend, cancel=cancel)
+    base.general = evaluate_general(
+        backend, items=general_items, cancel=cancel, on_progress=count.of("base", "general")
+    )
     on_event({"event": "eval", **base.as_dict()})
     measured = Evaluation(
         "candidate",
         base_model_id,
         candidate.id,
-        evaluate_task(backend, validation, adapter=candidate_path, cancel=cancel),
-        evaluate_general(backend, adapter=candidate_path, cancel=cancel),
+        evaluate_task(
+            backend,
+            validation,
+            adapter=candidate_path,
+            cancel=cancel,
+            on_progress=count.of("candidate", "task"),
+        ),
+        evaluate_general(
+            backend,
+            adapter=candidate_path,
+            items=general_items,
+            cancel=cancel,
+            on_progress=count.of("candidate", "general"),
+        ),
     )
     on_event({"event": "eval", **measured.as_dict()})
     active = None
-    current = adapters.active_for_task(store, candidate.task_id)
     if current is not None:
         try:
             current_path = adapters.verify(current)
@@ -240,11 +257,44 @@ def _evaluate(store, candidate, base_model_id, choice, validation, on_event, can
                 "active",
                 current.base_model_id,
                 current.id,
-                evaluate_task(active_backend, validation, adapter=current_path, cancel=cancel),
+                evaluate_task(
+                    active_backend,
+                    validation,
+                    adapter=current_path,
+                    cancel=cancel,
+                    on_progress=count.of("active", "task"),
+                ),
             )
             on_event({"event": "eval", **active.as_dict()})
     evaluations = [e for e in (base, measured, active) if e is not None]
     return gate(measured, base, active), evaluations
+
+
+class _EvaluationProgress:
+    """Turns each answer scored into an ``eval_progress`` event along the evaluate stage's span."""
+
+    def __init__(self, on_event: EventSink, answers: int):
+        self.on_event = on_event
+        self.answers = max(1, answers)
+        self.scored = 0
+
+    def of(self, role: str, measure: str) -> Callable[[int, int], None]:
+        start, end = STAGE_PROGRESS["evaluate"], STAGE_PROGRESS["gate"]
+
+        def scored(done: int, total: int) -> None:
+            self.scored += 1
+            self.on_event(
+                {
+                    "event": "eval_progress",
+                    "role": role,
+                    "set": measure,
+                    "done": done,
+                    "total": total,
+                    "progress": round(start + (end - start) * min(1.0, self.scored / self.answers), 4),
+                }
+            )
+
+        return scored
 
 
 # Running a job -----------------------------------------------------------------------------------

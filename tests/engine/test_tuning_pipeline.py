@@ -33,7 +33,7 @@ PARAPHRASES = [
     "Can you explain what snorfle means?",
     "What do people mean by snorfle?",
 ]
-STEPS = "12"
+STEPS = "8"
 
 
 UNDERSTUDY = Path(sys.executable).parent / "understudy"
