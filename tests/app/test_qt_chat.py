@@ -236,3 +236,34 @@ def test_the_last_conversation_and_geometry_come_back_on_start(qtbot, window):
 @pytest.fixture
 def model_catalog_for_agent():
     return load_catalog()
+
+
+def test_keep_local_and_ask_the_cloud_teach_the_router_and_the_footer_shows_the_route(
+    qtbot, window, cloud_server, cloud
+):
+    chat = window.chat
+    result = ask(qtbot, chat, "Say yes.")
+    answer = messages(chat)[-1]
+    assert result.route is not None and result.route.target == "generalist"
+    assert "routed to the generalist" in answer.footer.text()
+    assert answer.footer.toolTip() == result.route.reason
+
+    def outcome() -> str | None:
+        rows = query_log(
+            lambda store: list(
+                store.db.query(
+                    "SELECT outcome FROM route_decisions WHERE turn_id = ? ORDER BY id DESC LIMIT 1",
+                    [result.turn_id],
+                )
+            )
+        )
+        return rows[0]["outcome"] if rows else None
+
+    qtbot.mouseClick(answer.keep_local_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: outcome() == "user_kept_local")
+    with qtbot.waitSignal(chat.escalation_proposed, timeout=TURN_TIMEOUT_MS) as proposed:
+        qtbot.mouseClick(answer.ask_cloud_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: outcome() == "user_chose_cloud")
+    escalation = query_log(lambda store: store.db["escalations"].get(proposed.args[0]))
+    assert escalation["status"] == "pending" and escalation["turn_id"] == result.turn_id
+    assert cloud_server.requests == []  # proposed, never sent
