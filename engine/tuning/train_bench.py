@@ -3,10 +3,10 @@
 Both loops train the same LoRA (same base, same initial weights) on the same examples, each example once,
 measured in alternating order within one run so a busy machine slows both alike:
 
-- packed (the trainer's): examples packed into rows of ``batch_tokens`` with restarting positions,
+- packed (the trainer's): examples packed into rows of ``batch_tokens``, attention example by example,
   logits only where an answer token is predicted;
 - padded (the usual first attempt): batches of ``batch_size`` examples padded to the longest, with an
-  attention mask, the model's own loss over the answer tokens (full logits at every position).
+  attention mask (sdpa), the model's own loss over the answer tokens (full logits at every position).
 
 Speed is real (non-padding) tokens per second. The examples are generated with answer lengths spread like
 a chat log's (log-normal, a few words to a few hundred), since padding waste depends on that spread.
@@ -21,7 +21,15 @@ from typing import Any
 
 from engine import catalog
 from engine.tuning.datasets import Messages
-from engine.tuning.trainer import LEARNING_RATE, encode, load_base, pick_device, set_threads, with_lora
+from engine.tuning.trainer import (
+    LEARNING_RATE,
+    encode,
+    load_base,
+    pick_device,
+    set_threads,
+    use_packed_attention,
+    with_lora,
+)
 
 VOCABULARY = (
     "the a of and to in is it that for on with as was at by this from be have are not or an they which one "
@@ -126,6 +134,7 @@ def bench_train(
 def _packed_pass(model, examples, batch_tokens: int, seed: int, optimizer, device: str) -> int:
     from engine.tuning.trainer import collate, pack, row_loss
 
+    use_packed_attention(model)
     rows = pack([len(e.input_ids) for e in examples], batch_tokens, seed)
     for row in rows:
         loss, count = row_loss(model, collate([examples[i] for i in row], device))
@@ -144,6 +153,7 @@ def _padded_pass(model, examples, batch_size: int, pad: int, optimizer, device: 
 
     from engine.tuning.trainer import IGNORE
 
+    model.set_attn_implementation("sdpa")
     batches = _batches(examples, batch_size)
     for batch in batches:
         longest = max(len(e.input_ids) for e in batch)

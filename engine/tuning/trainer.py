@@ -9,8 +9,9 @@ checkpoint) and saves the adapter.
   served model will see. Only the tokens of the last assistant message (its end-of-turn marker included)
   carry a label; everything else is context.
 - Examples are packed several to a row of ``batch_tokens`` tokens instead of padded. Position ids
-  restart at each example, which makes transformers give every example its own causal attention block,
-  so packed examples never see each other. Logits are computed only where a label is, which skips most
+  restart at each example, and attention is computed example by example (``packed_attention``): no
+  example sees another, and no time goes into the row-long attention matrix a mask would still compute
+  (about a third of a 1,000-token step). Logits are computed only where a label is, which skips most
   of the large vocabulary projection.
 - The data order is a seeded shuffle per epoch, so a step's micro-batches are a function of the seed
   and the step alone: resuming needs only the step number.
@@ -21,6 +22,7 @@ checkpoint) and saves the adapter.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -189,13 +191,59 @@ def collate(examples: list[Example], device: str):
     )
 
 
+PACKED_ATTENTION = "understudy_packed"
+
+
+def packed_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Causal attention for each example of a packed row on its own (block-diagonal), for transformers'
+    attention interface. Examples start where the position ids restart at 0."""
+    import torch
+    from torch.nn.functional import scaled_dot_product_attention
+
+    positions = kwargs.get("position_ids")
+    length = query.shape[2]
+    if positions is None or query.shape[0] != 1 or key.shape[2] != length:
+        starts = [0]
+    else:
+        starts = (positions[0] == 0).nonzero().flatten().tolist() or [0]
+    window = kwargs.get("sliding_window")
+    pieces = []
+    for start, end in itertools.pairwise([*starts, length]):
+        size = end - start
+        mask = None
+        if window and size > window:  # a sliding-window layer (gemma3) on a long example
+            index = torch.arange(size, device=query.device)
+            distance = index[:, None] - index[None, :]
+            mask = (distance >= 0) & (distance < window)
+        pieces.append(
+            scaled_dot_product_attention(
+                query[:, :, start:end],
+                key[:, :, start:end],
+                value[:, :, start:end],
+                attn_mask=mask,
+                is_causal=mask is None,
+                scale=scaling,
+                enable_gqa=True,
+            )
+        )
+    return torch.cat(pieces, dim=2).transpose(1, 2).contiguous(), None
+
+
+def use_packed_attention(model) -> None:
+    """Switch ``model`` (a transformers model, or PEFT around one) to ``packed_attention``."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(PACKED_ATTENTION, packed_attention)
+    model.set_attn_implementation(PACKED_ATTENTION)
+
+
 def row_loss(model, batch) -> tuple[Any, int]:
     """Summed cross-entropy over a row's answer tokens, and how many there are."""
     import torch
 
     input_ids, positions, predict_at, targets = batch
-    # No KV cache: with one, transformers ignores the restarting positions and packed examples would
-    # attend to each other.
+    # No KV cache: with one, transformers' own masks ignore restarting positions (packed examples would
+    # attend to each other under plain sdpa) and nothing here needs one.
     logits = model(
         input_ids=input_ids, position_ids=positions, logits_to_keep=predict_at, use_cache=False
     ).logits[0]
@@ -302,6 +350,7 @@ def train(
     device = pick_device(config.device)
     base = base_folder(config.base_model_id, progress)
     model, tokenizer = load_base(base, device)
+    use_packed_attention(model)
     train_path = Path(config.dataset_folder) / "train.jsonl"
     examples, skipped = load_examples(tokenizer, train_path, config.batch_tokens)
     if not examples:

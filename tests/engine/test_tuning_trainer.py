@@ -25,6 +25,7 @@ from engine.tuning.trainer import (
     pack,
     row_loss,
     train,
+    use_packed_attention,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,8 +70,10 @@ def test_packed_examples_do_not_see_each_other(base):
     first = encode(tokenizer, chat("What is the capital of France?", "Paris."))
     second = encode(tokenizer, chat("Name a colour.", "Blue, like the sky over the sea."))
     with torch.no_grad():
+        model.set_attn_implementation("sdpa")
         first_alone, first_count = row_loss(model, collate([first], "cpu"))
         second_alone, second_count = row_loss(model, collate([second], "cpu"))
+        use_packed_attention(model)  # as the trainer does
         packed, packed_count = row_loss(model, collate([second, first], "cpu"))
         input_ids, _positions, predict_at, targets = collate([second, first], "cpu")
         running_on = torch.arange(input_ids.shape[1]).unsqueeze(0)  # positions that do not restart
