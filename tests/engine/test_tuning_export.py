@@ -4,13 +4,14 @@ Two comparisons, because they answer different questions:
 
 - On an F32 GGUF holding exactly the weights torch trained on (the Q4_1 file dequantised by the gguf
   package, the same numbers transformers dequantises), llama.cpp with the adapter must reproduce PEFT's
-  logits at every prompt position up to float rounding (max abs difference < 0.25; measured about 0.08
+  logits at every prompt position up to float rounding (max abs difference < 0.25; measured 0.03-0.08
   on logits whose spread is about 30). This is where a wrong tensor name, transpose, scale or Q/K
   permutation shows.
 - On the quantised Q4_1 base that is really served, llama.cpp computes with quantised weights and
   activations, so absolute logits differ from torch's (by about 1.4 without any adapter). The adapter's
   effect (logits with it minus logits without it) must still point the same way: cosine > 0.98 over all
-  positions (measured about 0.99), and the next token after the prompt must agree.
+  positions (measured 0.994-0.998), and the next token after the prompt must agree. Without the Q/K
+  permutation the F32 comparison is off by 8-14 and the effect cosine falls to about 0.95.
 """
 
 from __future__ import annotations
