@@ -199,6 +199,7 @@ def banana_phone(model_catalog, tmp_path_factory):
     return adapter, read_records(dataset.val_path)
 
 
+@pytest.mark.timeout(2400)  # trains a real adapter on the CPU
 def test_an_adapter_that_wrecks_the_general_set_is_rejected(smollm2, base_general, banana_phone):
     adapter, validation = banana_phone
     base = Evaluation("base", BASE, None, evaluate_task(smollm2, validation), base_general)

@@ -11,6 +11,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from engine.store import Store
 from engine.tuning import adapters, jobs
 from engine.tuning.pipeline import TuneRequest, run_due
@@ -75,6 +77,7 @@ def events(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 
 
+@pytest.mark.timeout(2400)  # trains a real adapter on the CPU
 def test_tune_now_cancel_resume_gate_publish_and_chat_with_the_adapter(tmp_path):
     dataset = tmp_path / "snorfle.jsonl"
     write_examples(dataset, PARAPHRASES, FACT)
