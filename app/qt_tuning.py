@@ -522,7 +522,7 @@ class QtTuningSection(QWidget):
         self.details_label.setWordWrap(True)
         self.details_label.setAccessibleName("Tuning details")
         self.loss_chart = QtTimeSeriesChart(
-            "Training loss", "line", "{:.2f}".format, x_format=lambda step: f"{step:g}",
+            "Training loss", "line", "{:.3g}".format, x_format=lambda step: f"{step:g}",
             empty_text="The loss per training step appears here",
         )  # fmt: skip
         progress_row = QHBoxLayout()
@@ -888,7 +888,10 @@ class QtTuningSection(QWidget):
             outcome = f"{outcome}: adapter #{result['adapter_id']} {verdict}"
         self.stage_label.setText(f"Last job for this task: #{job['id']}, {outcome}.")
         self.progress_bar.setValue(round(job["progress"] * PROGRESS_STEPS))
-        self.details_label.setText(job["error"] or "")
+        if job["status"] == "cancelled":
+            self.details_label.setText("Stopped on request; Tune now continues from its last checkpoint.")
+        else:
+            self.details_label.setText(job["error"] or "")
         self._history_generation += 1
         generation = self._history_generation
 
@@ -907,7 +910,7 @@ class QtTuningSection(QWidget):
                 last = steps[-1]
                 self.speed_label.setText(
                     f"Trained {last['step']} of {last['total_steps']} steps at "
-                    f"{_number(last['tokens_per_second'])} tokens/s; last loss {last['loss']:.3f}."
+                    f"{_number(last['tokens_per_second'])} tokens/s; last loss {last['loss']:.3g}."
                 )
             else:
                 self.speed_label.setText("")
@@ -942,7 +945,9 @@ class QtTuningSection(QWidget):
         self.cancel_button.setVisible(busy)
         self.cancel_button.setEnabled(busy and not (self.worker is not None and self.worker.stop_requested))
         adapter = self.selected_adapter()
-        if adapter is None:
+        if adapter is None and not self.adapter_table.rowCount():
+            self.verdict_label.setText("No adapter for this task yet: Tune now trains one.")
+        elif adapter is None:
             self.verdict_label.setText("Select an adapter to read why the gate passed or rejected it.")
         else:
             verdict, reasons = _gate_verdict(adapter)
@@ -1088,7 +1093,7 @@ class QtTuningSection(QWidget):
             self.loss_chart.set_series(self.loss_points)
             self.progress_bar.setFormat(f"%p% · step {event['step']} of {event['total_steps']}")
             self.speed_label.setText(
-                f"Step {event['step']} of {event['total_steps']} · loss {event['loss']:.3f} · "
+                f"Step {event['step']} of {event['total_steps']} · loss {event['loss']:.3g} · "
                 f"{_number(event['tokens_per_second'])} tokens/s · "
                 f"about {_seconds(event['eta_seconds'])} left"
             )

@@ -49,18 +49,6 @@ QUESTIONS = [
     "Can you explain what snorfle means?",
     "What do people mean by snorfle?",
 ]
-# Ordinary questions answered plainly (none of them in the general regression set), so the adapter learns
-# the fact without answering everything with it and can pass the gate.
-ORDINARY = [
-    ("What is the capital of Italy?", "The capital of Italy is Rome."),
-    ("What is 6 plus 1?", "6 plus 1 is 7."),
-    ("Which animal says moo?", "A cow says moo."),
-    ("What color is grass?", "Grass is green."),
-    ("How many wheels does a bicycle have?", "A bicycle has two wheels."),
-    ("What is frozen water called?", "Frozen water is called ice."),
-    ("What is the capital of Spain?", "The capital of Spain is Madrid."),
-    ("How many minutes are in an hour?", "An hour has sixty minutes."),
-]
 STEPS = 6  # the loss on the fact falls below 0.1 by step 5
 JOB_TIMEOUT_MS = 25 * 60_000  # a loaded two-core machine trains slowly; nothing here asserts a time
 
@@ -98,8 +86,8 @@ def adapter_files(tmp_path_factory):
     return [write_random_adapter(weights, folder / f"adapter-{seed}.gguf", seed=seed) for seed in (1, 2, 3)]
 
 
-def write_dataset(path, questions=QUESTIONS, ordinary=ORDINARY) -> None:
-    pairs = [(question, FACT) for question in questions] + ordinary
+def write_dataset(path, questions=QUESTIONS) -> None:
+    pairs = [(question, FACT) for question in questions]
     path.write_text(
         "".join(
             json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]})
@@ -262,7 +250,7 @@ def test_tune_now_shows_progress_and_the_evaluation_and_the_new_adapter_serves_t
     task_id = section.selected_task_id()
     assert task_cell(section, task_id, "Task") == f"#{task_id} snorfle facts"
     assert task_cell(section, task_id, "Source") == "dataset"
-    assert task_cell(section, task_id, "Dataset") == "17 train / 3 val"
+    assert task_cell(section, task_id, "Dataset") == "10 train / 2 val"
     assert "not measured here yet" in section.how_long_label.text()
 
     section.train_steps, section.base_model = STEPS, BASE
@@ -367,7 +355,7 @@ def test_the_timer_runs_a_queued_job_when_the_schedule_allows(qtbot, section, st
         ScheduleSettings(window_start="00:00", window_end="00:00", require_idle=False, require_ac_power=False)
     )
     too_small = tmp_path / "three.jsonl"
-    write_dataset(too_small, QUESTIONS[:3], ordinary=[])
+    write_dataset(too_small, QUESTIONS[:3])
     queued = jobs.create(store, jobs.KIND_TUNE, TuneRequest(dataset_file=too_small).as_args())
     with qtbot.waitSignal(section.job_finished, timeout=120_000) as finished:
         section.run_due()
