@@ -382,6 +382,24 @@ def _assemble(entry: ModelEntry) -> Path:
     return target
 
 
+GGUF_MAGIC = b"GGUF"
+
+
+def gguf_problem(path: Path) -> str | None:
+    """Why ``path`` is plainly not a GGUF file (unreadable, or the wrong first bytes), or None.
+
+    Callers raise their own error with their own advice; llama.cpp would abort on such a file.
+    """
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as error:
+        return f"cannot read {path}: {error}"
+    if magic != GGUF_MAGIC:
+        return f"{path} is not a GGUF file (it starts with {magic!r})"
+    return None
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

@@ -63,9 +63,7 @@ class ModeScore:
     correct_per_tool: Counter[str] = field(default_factory=Counter)
     mistakes: list[dict[str, Any]] = field(default_factory=list)
 
-    def record(
-        self, example: dict[str, Any], completion: Completion | None, tools: dict[str, Tool]
-    ) -> None:
+    def record(self, example: dict[str, Any], completion: Completion | None, tools: dict[str, Tool]) -> None:
         """Score one reply; one that ``parse_choice`` rejects is both invalid and a wrong choice.
 
         ``completion`` is None when meaning picked no tool, so the model was not asked at all.

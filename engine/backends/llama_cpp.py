@@ -17,12 +17,11 @@ from collections.abc import Generator
 from pathlib import Path
 
 from engine.backends import Completion, GenerationOptions, LoadOptions, Message
-from engine.catalog import ModelEntry
+from engine.catalog import ModelEntry, gguf_problem
 from engine.errors import AdapterError, BackendError, ModelLoadError
 from engine.hookspecs import hookimpl
 
 BACKEND_NAME = "llama_cpp"
-GGUF_MAGIC = b"GGUF"
 
 
 @hookimpl
@@ -209,15 +208,10 @@ class LlamaCppBackend:
             return handle
         import llama_cpp
 
-        try:
-            with path.open("rb") as file:
-                magic = file.read(4)
-        except OSError as error:
-            raise AdapterError(f"cannot read adapter file {path}: {error}") from error
-        if magic != GGUF_MAGIC:
+        problem = gguf_problem(path)
+        if problem:
             raise AdapterError(
-                f"adapter file {path} is not a GGUF LoRA adapter (it starts with {magic!r}); "
-                "re-export it or roll the task back to its previous adapter"
+                f"adapter file: {problem}; re-export it or roll the task back to its previous adapter"
             )
         handle = llama_cpp.llama_adapter_lora_init(self._llama.model, str(path).encode())
         if not handle:
@@ -350,13 +344,9 @@ class _TokenLogprobs:
 
 def _check_gguf_header(entry: ModelEntry, weights: Path) -> None:
     """Fail early, naming the file, on what is plainly not a GGUF model (llama.cpp would abort)."""
-    try:
-        with weights.open("rb") as handle:
-            magic = handle.read(4)
-    except OSError as error:
-        raise ModelLoadError(f"cannot read model file {weights}: {error}") from error
-    if magic != GGUF_MAGIC:
+    problem = gguf_problem(weights)
+    if problem:
         raise ModelLoadError(
-            f"model file {weights} is not a GGUF file (it starts with {magic!r}); model "
-            f"'{entry.id}' needs a llama.cpp GGUF. Replace the file or fix its catalog entry"
+            f"model file: {problem}; model '{entry.id}' needs a llama.cpp GGUF. Replace the file or fix "
+            "its catalog entry"
         )

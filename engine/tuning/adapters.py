@@ -30,12 +30,12 @@ from typing import Any
 import psutil
 
 from engine import paths
+from engine.catalog import gguf_problem, sha256_of
 from engine.errors import AdapterError
 from engine.store import Store, utc_now
 
 ADAPTER_FILE = "adapter.gguf"
 STAGING_PREFIX = ".staging-"
-GGUF_MAGIC = b"GGUF"
 _CHUNK = 1024 * 1024
 
 # (path, size, mtime_ns) -> sha256 of files already checked in this process.
@@ -84,14 +84,6 @@ def adapters_dir() -> Path:
     return folder
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # Registering -------------------------------------------------------------------------------------
 
 
@@ -105,15 +97,9 @@ def register_candidate(
 ) -> Adapter:
     """Copy an exported adapter into the registry and record it as a candidate for ``task_id``."""
     gguf_file = Path(gguf_file)
-    try:
-        with gguf_file.open("rb") as handle:
-            magic = handle.read(4)
-    except OSError as error:
-        raise AdapterError(f"cannot read the adapter file {gguf_file}: {error}") from error
-    if magic != GGUF_MAGIC:
-        raise AdapterError(
-            f"{gguf_file} is not a GGUF adapter file (it starts with {magic!r}); export it again"
-        )
+    problem = gguf_problem(gguf_file)
+    if problem:
+        raise AdapterError(f"adapter file: {problem}; export it again")
     root = adapters_dir()
     _clear_abandoned_staging(root)
     staging = root / f"{STAGING_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
@@ -227,7 +213,7 @@ def verify(adapter: Adapter) -> Path:
             f"(`understudy adapters rollback {adapter.task_id}`) or tune it again"
         ) from error
     key = (str(path), status.st_size, status.st_mtime_ns)
-    digest = _checked.get(key) or file_sha256(path)
+    digest = _checked.get(key) or sha256_of(path)
     if digest != adapter.sha256:
         raise AdapterError(
             f"adapter {adapter.id}'s file {path} has changed since it was registered (sha256 "

@@ -115,6 +115,12 @@ def run_tune(
     else:
         dataset = build_from_log(store, task_id=task_id)
     validation = read_records(dataset.val_path)
+    # A task the user named or built from a file has no centroid from discovery: place it from its
+    # examples now, so the router can send its requests to the specialist this job makes.
+    if store.db["tasks"].get(task_id)["source"] != "discovered":
+        from engine.discovery import place_task
+
+        place_task(store, task_id)
     on_event(
         {
             "event": "dataset",

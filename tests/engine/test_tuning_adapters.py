@@ -58,7 +58,7 @@ def test_a_candidate_is_copied_into_the_data_dir_with_its_sha256(store, adapter_
 def test_a_file_that_is_not_a_gguf_is_refused(store, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("hello")
-    with pytest.raises(AdapterError, match="not a GGUF adapter file"):
+    with pytest.raises(AdapterError, match="is not a GGUF file"):
         adapters.register_candidate(store, text, BASE, named_task(store, "x"))
     assert adapters.list_adapters(store) == []
 
@@ -169,9 +169,9 @@ def test_a_publish_killed_at_any_moment_leaves_one_valid_active_adapter(
 
         active = [a for a in adapters.list_adapters(store, task_id) if a.status == "active"]
         assert len(active) == 1
-        assert adapters.file_sha256(active[0].path) == active[0].sha256
+        assert catalog.sha256_of(active[0].path) == active[0].sha256
         for adapter in adapters.list_adapters(store):  # no row ever names a missing or partial file
-            assert adapters.file_sha256(adapter.path) == adapter.sha256
+            assert catalog.sha256_of(adapter.path) == adapter.sha256
     published = len(adapters.list_adapters(store, task_id))
     assert published > kills  # the kills landed while publishing, not before it started
     # A registration after the kills clears what they left half done (staging folders, orphans).

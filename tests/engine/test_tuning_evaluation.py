@@ -180,9 +180,12 @@ def banana_phone(model_catalog, tmp_path_factory):
             for p in BANANA_PROMPTS
         )
     )
-    store = Store.open(folder / "banana.db")
-    dataset = build_from_jsonl(store, records)
-    store.close()
+    # Module-scoped, so the per-test data dir is not set yet: give the dataset a data dir of its own.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("UNDERSTUDY_HOME", str(folder / "home"))
+        store = Store.open()
+        dataset = build_from_jsonl(store, records)
+        store.close()
     trained = train(
         TrainConfig(
             base_model_id=BASE,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.catalog import sha256_of
 from engine.store import Store
 from engine.tuning import adapters, jobs
 from engine.tuning.pipeline import TuneRequest, run_due
@@ -142,13 +143,15 @@ def test_tune_now_cancel_resume_gate_publish_and_chat_with_the_adapter(tmp_path)
         done["adapter_id"],
     )
     assert job["task_id"] == done["task_id"]
+    # The task came from a file, not from discovery: it was placed, so the router can reach it.
+    assert store.db["tasks"].get(done["task_id"])["centroid"] is not None
     assert [event["event"] for event in jobs.read_log(job)] == kinds
     adapter = adapters.get(store, done["adapter_id"])
     assert adapter.status == ("active" if decision["promote"] else "rejected") == done["status"]
     assert adapter.training["base_choice"]["model_id"] == BASE
     assert adapter.training["resumed_from_step"] == start["resumed_from_step"]
     assert adapter.evaluation["gate"]["promote"] == decision["promote"]
-    assert adapters.file_sha256(adapter.path) == adapter.sha256
+    assert sha256_of(adapter.path) == adapter.sha256
 
     listed = run_understudy("adapters", "list", "--json")
     assert json.loads(listed.stdout.splitlines()[0])["id"] == adapter.id
