@@ -22,6 +22,8 @@ from engine.errors import TuningError
 
 SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "gemma3")
 COMPLETE_MARK = "understudy-base.json"
+# Raised whenever what is saved changes, so a base built by an older version is built again.
+BASE_FORMAT = 2
 
 Progress = Callable[[dict], None]
 
@@ -42,7 +44,7 @@ def dequantised_base(entry: ModelEntry, on_progress: Progress | None = None) -> 
     digest = catalog.sha256_of(gguf_path)
     root = paths.cache_dir() / "bases"
     folder = root / digest
-    if (folder / COMPLETE_MARK).exists():
+    if _complete(folder):
         return folder
     architecture = gguf_architecture(gguf_path)
     if architecture not in SUPPORTED_ARCHITECTURES:
@@ -57,17 +59,22 @@ def dequantised_base(entry: ModelEntry, on_progress: Progress | None = None) -> 
     shutil.rmtree(partial, ignore_errors=True)
     try:
         _dequantise(gguf_path, partial)
-        mark = {"model_id": entry.id, "architecture": architecture, "gguf_sha256": digest}
+        mark = {
+            "model_id": entry.id,
+            "architecture": architecture,
+            "gguf_sha256": digest,
+            "format": BASE_FORMAT,
+        }
         (partial / COMPLETE_MARK).write_text(json.dumps(mark) + "\n", encoding="utf-8")
         for file in partial.iterdir():
             _fsync(file)
-        if folder.exists():  # an unfinished folder from an older run (its mark is missing)
+        if folder.exists():  # unfinished, or built by an older version
             shutil.rmtree(folder)
         partial.rename(folder)
         _fsync(root)
     except Exception as error:
         shutil.rmtree(partial, ignore_errors=True)
-        if (folder / COMPLETE_MARK).exists():  # another process finished it first
+        if _complete(folder):  # another process finished it first
             return folder
         if isinstance(error, TuningError):
             raise
@@ -80,19 +87,64 @@ def dequantised_base(entry: ModelEntry, on_progress: Progress | None = None) -> 
     return folder
 
 
+def _complete(folder: Path) -> bool:
+    try:
+        mark = json.loads((folder / COMPLETE_MARK).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return mark.get("format") == BASE_FORMAT
+
+
 def _dequantise(gguf_path: Path, target: Path) -> None:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+    from transformers import AutoModelForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(
         gguf_path.parent,
-        gguf_file=gguf_path.name,
-        quantization_config=GgufConfig(dequantize=True),  # plain float Linear layers that can be saved
+        gguf_file=gguf_path.name,  # transformers 5.3 dequantises GGUF weights into float Linear layers
         dtype=torch.float32,
     )
     model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
+    _gguf_tokenizer(gguf_path).save_pretrained(target)
+
+
+def _gguf_tokenizer(gguf_path: Path):
+    """The GGUF's own tokenizer as a plain tokenizers-backed one, with the special tokens the GGUF names.
+
+    transformers 5.3 converts SmolLM2's tokenizer into a CodeLlamaTokenizer that tokenizes right once
+    but, saved and loaded again, rebuilds its pre-tokenizer and splits every word on an unknown token;
+    it also names <|im_start|> as end of sequence. Saving the converted tokenizers object under the
+    generic class keeps the vocabulary, merges and pre-tokenizer exactly (the same ids llama.cpp gives).
+    """
+    from gguf import GGUFReader
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    converted = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    fields = GGUFReader(gguf_path).fields
+    special = {}
+    for name, key in (
+        ("bos_token", "bos"),
+        ("eos_token", "eos"),
+        ("unk_token", "unknown"),
+        ("pad_token", "padding"),
+    ):
+        field = fields.get(f"tokenizer.ggml.{key}_token_id")
+        if field is not None:
+            special[name] = converted.convert_ids_to_tokens(int(field.contents()))
+    backend = converted.backend_tokenizer
+    flags = {key: fields.get(f"tokenizer.ggml.add_{key}_token") for key in ("bos", "eos")}
+    if any(flag is not None for flag in flags.values()):  # add them as llama.cpp does
+        from tokenizers.processors import TemplateProcessing
+
+        bos = [special["bos_token"]] if flags["bos"] is not None and flags["bos"].contents() else []
+        eos = [special["eos_token"]] if flags["eos"] is not None and flags["eos"].contents() else []
+        backend.post_processor = TemplateProcessing(
+            single=[*bos, "$A", *eos],
+            special_tokens=[(token, converted.convert_tokens_to_ids(token)) for token in bos + eos],
+        )
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, **special)
+    tokenizer.chat_template = converted.chat_template
+    return tokenizer
 
 
 def _fsync(path: Path) -> None:

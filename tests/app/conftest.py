@@ -11,6 +11,22 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 @pytest.fixture(autouse=True)
+def python_heartbeat(qapp):
+    """Run a Python slot every 200 ms so pytest-timeout's SIGALRM is handled inside Qt's event loop.
+
+    Python runs signal handlers only between its own bytecodes; a qtbot wait with nothing arriving
+    would otherwise sit in C++ past the per-test time limit.
+    """
+    from PySide6.QtCore import QTimer
+
+    timer = QTimer()
+    timer.timeout.connect(lambda: None)
+    timer.start(200)
+    yield
+    timer.stop()
+
+
+@pytest.fixture(autouse=True)
 def no_worker_left_running():
     yield
     if "app.qt_workers" not in sys.modules:
