@@ -303,7 +303,7 @@ def test_cancel_stops_the_job_between_steps_and_it_is_recorded_cancelled(qtbot, 
     section.job_finished.connect(ended.append)
     section.tune_now()
     section.worker.event.connect(lambda event: steps.append(event) if event["event"] == "step" else None)
-    qtbot.waitUntil(lambda: steps or ended, timeout=JOB_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: bool(steps or ended), timeout=JOB_TIMEOUT_MS)
     assert not ended, ended[0].message
     job_id = section.worker.job_id
     with qtbot.waitSignal(section.job_finished, timeout=JOB_TIMEOUT_MS) as finished:
