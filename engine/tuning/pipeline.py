@@ -138,6 +138,7 @@ def run_tune(
     on_event({"event": "base", **choice.as_dict()})
 
     stage("train", base_model_id=base_entry.id)
+    from engine.tuning.rehearsal import rehearsal_file
     from engine.tuning.trainer import TrainConfig, train
 
     output_dir = training_dir(dataset.sha256, base_entry.id)
@@ -145,6 +146,7 @@ def run_tune(
         base_model_id=base_entry.id,
         dataset_folder=dataset.folder,
         output_dir=output_dir,
+        rehearsal_file=rehearsal_file(base_entry, cancel=cancel),
         resume=request.resume,
         **request.train,
     )

@@ -79,6 +79,8 @@ class TrainConfig:
     resume: bool = False
     device: str | None = None  # None: cuda, then mps, else cpu
     target_modules: tuple[str, ...] = TARGET_MODULES
+    rehearsal_file: Path | None = None  # the base's own answers (engine.tuning.rehearsal): kept unchanged
+    rehearsal_weight: float = 20.0  # how much a unit of drift from the base there costs against the task loss
 
 
 @dataclass
@@ -251,6 +253,33 @@ def row_loss(model, batch) -> tuple[Any, int]:
     return loss, len(targets)
 
 
+def rehearsal_drift(model, batch):
+    """Summed KL divergence, over a row's answer tokens, of the tuned model's next-token distribution
+    from the base's (the same model with its adapter switched off), and how many tokens there are."""
+    import torch
+    from torch.nn.functional import kl_div, log_softmax
+
+    input_ids, positions, predict_at, _targets = batch
+    arguments = {"input_ids": input_ids, "position_ids": positions, "logits_to_keep": predict_at}
+    with torch.no_grad(), model.disable_adapter():
+        base = log_softmax(model(**arguments, use_cache=False).logits[0].float(), dim=-1)
+    tuned = log_softmax(model(**arguments, use_cache=False).logits[0].float(), dim=-1)
+    return kl_div(tuned, base, log_target=True, reduction="sum"), len(predict_at)
+
+
+def _rehearse(model, rows: list[list[Example]], weight: float, device: str) -> tuple[float, int]:
+    """Backpropagate the drift from the base on rehearsal rows; return the mean drift per token and
+    the tokens run."""
+    batches = [collate(row, device) for row in rows]
+    answer_tokens = sum(len(batch[2]) for batch in batches)
+    total = 0.0
+    for batch in batches:
+        drift, _count = rehearsal_drift(model, batch)
+        (weight * drift / answer_tokens).backward()
+        total += drift.item()
+    return total / max(1, answer_tokens), sum(int(batch[0].shape[1]) for batch in batches)
+
+
 def load_examples(tokenizer, path: Path, capacity: int) -> tuple[list[Example], int]:
     """The encoded records of a JSONL file that fit a row, and how many did not."""
     examples = [encode(tokenizer, messages) for messages in read_records(path)]
@@ -357,12 +386,15 @@ def train(
         raise TuningError(
             f"No training example fits in {config.batch_tokens} tokens; raise batch_tokens or shorten them."
         )
+    rehearsal: list[Example] = []
+    if config.rehearsal_file is not None:
+        rehearsal = load_examples(tokenizer, Path(config.rehearsal_file), config.batch_tokens)[0]
     lengths = [len(e.input_ids) for e in examples]
     rows_per_epoch = len(pack(lengths, config.batch_tokens, config.seed))
     total_steps = config.max_steps or max(
         config.min_steps, math.ceil(config.epochs * rows_per_epoch / config.gradient_accumulation)
     )
-    fingerprint = _fingerprint(config, base, examples, total_steps)
+    fingerprint = _fingerprint(config, base, examples + rehearsal, total_steps)
 
     torch.manual_seed(config.seed)
     model = with_lora(model, config.rank, config.alpha, config.target_modules)
@@ -372,7 +404,7 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(warmup, total_steps))
 
     checkpoints = Path(config.output_dir) / CHECKPOINTS
-    state = {"step": 0, "position": 0, "train_tokens": 0, "losses": []}
+    state = {"step": 0, "position": 0, "rehearsal_position": 0, "train_tokens": 0, "losses": []}
     resumed_from = None
     if config.resume:
         resumed = _load_last_checkpoint(checkpoints, model, optimizer, scheduler, fingerprint)
@@ -384,11 +416,15 @@ def train(
     rows = row_stream(lengths, config.batch_tokens, config.seed)
     for _ in range(state["position"]):  # skip what the checkpoint already trained on
         next(rows)
+    rehearsal_rows = row_stream([len(e.input_ids) for e in rehearsal], config.batch_tokens, config.seed + 1)
+    for _ in range(state["rehearsal_position"] if rehearsal else 0):
+        next(rehearsal_rows)
     progress(
         {
             "event": "start",
             "total_steps": total_steps,
             "examples": len(examples),
+            "rehearsal_examples": len(rehearsal),
             "skipped_examples": skipped,
             "rows_per_epoch": rows_per_epoch,
             "resumed_from_step": resumed_from,
@@ -417,6 +453,13 @@ def train(
             tokens = sum(len(e.input_ids) for e in batch)
             tokens_this_run += tokens
             state["train_tokens"] += tokens
+        drift = 0.0
+        if rehearsal:
+            rows_of_rehearsal = [[rehearsal[i] for i in next(rehearsal_rows)] for _ in batches]
+            state["rehearsal_position"] += len(rows_of_rehearsal)
+            drift, tokens = _rehearse(model, rows_of_rehearsal, config.rehearsal_weight, device)
+            tokens_this_run += tokens
+            state["train_tokens"] += tokens
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         scheduler.step()
@@ -431,6 +474,7 @@ def train(
                 "step": state["step"],
                 "total_steps": total_steps,
                 "loss": round(state["losses"][-1], 4),
+                "rehearsal_drift": round(drift, 5),
                 "learning_rate": scheduler.get_last_lr()[0],
                 "tokens_per_second": round(tokens_this_run / elapsed, 1),
                 "eta_seconds": round(elapsed / steps_this_run * (total_steps - state["step"]), 1),

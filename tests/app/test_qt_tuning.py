@@ -49,7 +49,7 @@ QUESTIONS = [
     "Can you explain what snorfle means?",
     "What do people mean by snorfle?",
 ]
-STEPS = 6  # the loss on the fact falls below 0.1 by step 5
+STEPS = 20  # the trainer's minimum: what a user gets by default
 JOB_TIMEOUT_MS = 9 * 60_000  # below the per-test limit; a loaded two-core machine trains slowly
 
 
@@ -280,13 +280,8 @@ def test_tune_now_shows_progress_and_the_evaluation_and_the_new_adapter_serves_t
     shown = adapter_cells(section, adapter_id)
     assert shown["Task: base"].endswith("%") and shown["Task: candidate"].endswith("%")
     assert "→" in shown["General"] and shown["Why"]
-    if outcome.result["promoted"]:
-        assert (shown["Status"], shown["Gate"]) == ("active", "passed")
-    else:
-        # Tiny CPU runs can learn the fact yet lose ground on the general set, and the gate says so;
-        # the user may still promote it from the table, knowingly.
-        assert shown["Status"] == "rejected" and "general" in shown["Why"]
-        refreshed(qtbot, section, lambda: section.promote(adapter_id, force=True))
+    assert outcome.result["promoted"], outcome.result["reasons"]
+    assert (shown["Status"], shown["Gate"]) == ("active", "passed")
     assert adapters.active_for_task(store, task_id).id == adapter_id
     assert task_cell(section, task_id, "Active adapter") == f"#{adapter_id}"
     assert f"measured in job #{outcome.job_id}" in section.how_long_label.text()

@@ -36,7 +36,7 @@ PARAPHRASES = [
     "Can you explain what snorfle means?",
     "What do people mean by snorfle?",
 ]
-STEPS = "8"
+STEPS = "20"  # the trainer's minimum: what a user gets by default
 
 
 UNDERSTUDY = Path(sys.executable).parent / "understudy"
@@ -133,7 +133,7 @@ def test_tune_now_cancel_resume_gate_publish_and_chat_with_the_adapter(tmp_path)
     print("gate figures:", json.dumps(decision["figures"]), decision["reasons"])
     assert done["figures"] == decision["figures"]
     assert evaluations["candidate"]["task"]["score"] > evaluations["base"]["task"]["score"]
-    assert evaluations["candidate"]["task"]["exact_match"] == 1.0
+    assert evaluations["candidate"]["task"]["score"] >= 0.9
 
     # The records: the job, the adapter with its evaluation and training, the same thing in the log file.
     job = jobs.get(store, lines[0]["job_id"])
@@ -147,7 +147,9 @@ def test_tune_now_cancel_resume_gate_publish_and_chat_with_the_adapter(tmp_path)
     assert store.db["tasks"].get(done["task_id"])["centroid"] is not None
     assert [event["event"] for event in jobs.read_log(job)] == kinds
     adapter = adapters.get(store, done["adapter_id"])
-    assert adapter.status == ("active" if decision["promote"] else "rejected") == done["status"]
+    # Rehearsal keeps the adapter near the base elsewhere, so the gate promotes it.
+    assert decision["promote"], decision["reasons"]
+    assert adapter.status == "active" == done["status"]
     assert adapter.training["base_choice"]["model_id"] == BASE
     assert adapter.training["resumed_from_step"] == start["resumed_from_step"]
     assert adapter.evaluation["gate"]["promote"] == decision["promote"]

@@ -15,6 +15,9 @@ import pytest
 
 from engine.backends import GenerationOptions, drain
 from engine.errors import TrainingCancelled, TuningError
+from engine.tuning.datasets import read_records
+from engine.tuning.evaluation import load_general_set
+from engine.tuning.rehearsal import load_prompts, rehearsal_file
 from engine.tuning.train_bench import bench_train
 from engine.tuning.trainer import (
     IGNORE,
@@ -22,7 +25,9 @@ from engine.tuning.trainer import (
     encode,
     estimate_seconds,
     load_base,
+    load_trained,
     pack,
+    rehearsal_drift,
     row_loss,
     train,
     use_packed_attention,
@@ -110,6 +115,41 @@ def test_a_trained_fact_is_served_through_llama_cpp_on_the_quantised_base(fact_a
     assert result.steps == fact_adapter.config.max_steps
     assert result.final_loss < 0.2 < result.losses[0]
     assert result.validation_loss is not None and result.tokens_per_second > 0
+
+
+def drift_on_the_general_set(adapter_dir: Path) -> float:
+    """Mean KL divergence from the base per answer token, on requests no adapter was trained on."""
+    import torch
+
+    model, tokenizer = load_trained(adapter_dir)
+    use_packed_attention(model)
+    examples = [encode(tokenizer, chat(item.prompt, item.reference)) for item in load_general_set()]
+    with torch.no_grad():
+        drift, tokens = rehearsal_drift(model, collate(examples, "cpu"))
+    return drift.item() / tokens
+
+
+def test_rehearsal_learns_the_fact_and_stays_near_the_base_elsewhere(
+    fact_adapter, smollm2, model_catalog, tmp_path
+):
+    # The base's own answers, generated through llama.cpp (the session's loaded SmolLM2).
+    rehearsal = rehearsal_file(model_catalog.get("smollm2-135m-instruct"))
+    records = read_records(rehearsal)
+    assert len(records) >= 0.9 * len(load_prompts())
+    assert {record[0]["content"] for record in records} <= set(load_prompts())
+    events: list[dict] = []
+
+    rehearsed = train(
+        replace(fact_adapter.config, output_dir=tmp_path / "run", rehearsal_file=rehearsal), events.append
+    )
+
+    drifts = [event["rehearsal_drift"] for event in events if event["event"] == "step"]
+    assert drifts[0] == pytest.approx(0.0, abs=1e-6)  # a fresh adapter is the base: the reference is right
+    assert rehearsed.final_loss < 0.2  # the fact is still learned
+    plain = drift_on_the_general_set(fact_adapter.adapter_dir)
+    kept = drift_on_the_general_set(rehearsed.adapter_dir)
+    print(f"drift from the base on the general set: {plain:.4f} without rehearsal, {kept:.4f} with it")
+    assert kept < plain / 2
 
 
 TRAIN_SCRIPT = """
