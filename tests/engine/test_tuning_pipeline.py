@@ -36,6 +36,7 @@ PARAPHRASES = [
     "Can you explain what snorfle means?",
     "What do people mean by snorfle?",
 ]
+UNRELATED = "What is the capital of Italy?"
 STEPS = "20"  # the trainer's minimum: what a user gets by default
 
 
@@ -166,11 +167,15 @@ def test_tune_now_cancel_resume_gate_publish_and_chat_with_the_adapter(tmp_path)
     turn = events(with_adapter.stdout)[-1]
     assert "laugh while eating" in turn["answer"]
     assert (turn["adapter_id"], turn["model_id"]) == (adapter.id, BASE)
-    without = run_understudy("chat", "--temperature", "0", "--json", QUESTION)
-    assert "laugh while eating" not in events(without.stdout)[-1]["answer"]
-    logged = store.recent_turns(limit=2)
-    assert [t["adapter_id"] for t in logged] == [None, adapter.id]
-    assert logged[1]["model_calls"][0]["adapter_id"] == adapter.id
+    # A plain chat: the router sends the task's request to the promoted specialist, anything else to
+    # the generalist without an adapter.
+    routed = events(run_understudy("chat", "--temperature", "0", "--json", QUESTION).stdout)[-1]
+    assert "laugh while eating" in routed["answer"] and routed["adapter_id"] == adapter.id
+    other = events(run_understudy("chat", "--temperature", "0", "--json", UNRELATED).stdout)[-1]
+    assert "laugh while eating" not in other["answer"] and other["adapter_id"] is None
+    logged = store.recent_turns(limit=3)
+    assert [t["adapter_id"] for t in logged] == [None, adapter.id, adapter.id]
+    assert [t["model_calls"][0]["adapter_id"] for t in logged] == [None, adapter.id, adapter.id]
 
 
 def test_a_second_tune_is_refused_while_one_runs(tmp_path):
