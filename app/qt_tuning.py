@@ -16,6 +16,7 @@ to call ``understudy tune run-due`` (see ``engine.tuning.scheduler``).
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -72,8 +73,9 @@ KILL_AFTER_MS = 120_000  # a worker asked to stop that is still running then is 
 SHUTDOWN_WAIT_MS = 15_000
 PROGRESS_STEPS = 1000
 STDERR_KEPT_CHARS = 8000
-# Before anything is measured here: PEFT LoRA on SmolLM2-135M with 2 CPU threads (shared/facts/models.md).
-DEFAULT_TOKENS_PER_SECOND = 120.0
+# Before anything is measured here: default jobs (task and rehearsal rows) on SmolLM2-135M with 2 CPU
+# threads ran at 182-194 tokens/s on the development machine.
+DEFAULT_TOKENS_PER_SECOND = 180.0
 # A rough size of a chat record in tokens: its characters over four, plus what the chat template adds
 # (SmolLM2's adds its default system prompt: about 30 tokens a record, measured on a real run).
 CHARS_PER_TOKEN = 4
@@ -193,14 +195,19 @@ def _task_row(store, row: dict, task_adapters: list[Adapter], recent_jobs: list[
     )
 
 
-def _default_epochs() -> float:
+def _default_run_tokens(per_epoch: float) -> int:
+    """About how many tokens a default run trains on, from the task's tokens per epoch: its packed rows
+    for the default epochs (at least the minimum steps), each step with one packed row of rehearsal."""
     from engine.tuning.trainer import TrainConfig
 
-    return next(option.default for option in fields(TrainConfig) if option.name == "epochs")
+    defaults = {option.name: option.default for option in fields(TrainConfig)}
+    rows_per_epoch = max(1, math.ceil(per_epoch / defaults["batch_tokens"]))
+    steps = max(defaults["min_steps"], math.ceil(defaults["epochs"] * rows_per_epoch))
+    return round(steps * (per_epoch / rows_per_epoch + defaults["batch_tokens"]))
 
 
 def _dataset_tokens(train_file: Path) -> int | None:
-    """About how many tokens a default run trains on: the examples' size times the default epochs."""
+    """About how many tokens a default run on this dataset trains on."""
     from engine.errors import TuningError
     from engine.tuning.datasets import read_records
 
@@ -210,7 +217,7 @@ def _dataset_tokens(train_file: Path) -> int | None:
         return None
     characters = sum(len(message["content"]) for messages in records for message in messages)
     per_epoch = characters / CHARS_PER_TOKEN + TEMPLATE_TOKENS_PER_EXAMPLE * len(records)
-    return round(per_epoch * _default_epochs())
+    return _default_run_tokens(per_epoch)
 
 
 def _log_tokens(store, task_id: int) -> int | None:
@@ -226,7 +233,7 @@ def _log_tokens(store, task_id: int) -> int | None:
     if not row["n"]:
         return None
     per_epoch = row["characters"] / CHARS_PER_TOKEN + TEMPLATE_TOKENS_PER_EXAMPLE * row["n"]
-    return round(per_epoch * _default_epochs())
+    return _default_run_tokens(per_epoch)
 
 
 def training_speed(recent_jobs: list[dict], known_adapters: list[Adapter]) -> TrainingSpeed:
