@@ -13,6 +13,10 @@ checkpoint) and saves the adapter.
   example sees another, and no time goes into the row-long attention matrix a mask would still compute
   (about a third of a 1,000-token step). Logits are computed only where a label is, which skips most
   of the large vocabulary projection.
+- With a rehearsal file (the base's own answers to everyday requests, ``engine.tuning.rehearsal``),
+  every micro-batch of task examples is followed by a packed row of rehearsal examples, run with the
+  adapter switched off and on; the KL divergence between the two, times ``rehearsal_weight``, joins the
+  loss, so the adapter changes the model only where the task needs it.
 - The data order is a seeded shuffle per epoch, so a step's micro-batches are a function of the seed
   and the step alone: resuming needs only the step number.
 - A checkpoint (LoRA weights, optimizer, scheduler, RNG state, step and data position) is written into a
@@ -80,7 +84,10 @@ class TrainConfig:
     device: str | None = None  # None: cuda, then mps, else cpu
     target_modules: tuple[str, ...] = TARGET_MODULES
     rehearsal_file: Path | None = None  # the base's own answers (engine.tuning.rehearsal): kept unchanged
-    rehearsal_weight: float = 20.0  # how much a unit of drift from the base there costs against the task loss
+    # What a unit of drift from the base on rehearsal rows costs against the task loss. Measured on a
+    # ten-example task, 20 steps, SmolLM2 135M: 1 kept 86% of the general set, 5 91%, 20 91-94% on its
+    # first version (before its fragile items were dropped), 50 89-91%; the task was learned throughout.
+    rehearsal_weight: float = 20.0
 
 
 @dataclass
@@ -253,7 +260,7 @@ def row_loss(model, batch) -> tuple[Any, int]:
     return loss, len(targets)
 
 
-def rehearsal_drift(model, batch):
+def rehearsal_drift(model, batch) -> tuple[Any, int]:
     """Summed KL divergence, over a row's answer tokens, of the tuned model's next-token distribution
     from the base's (the same model with its adapter switched off), and how many tokens there are."""
     import torch
