@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -198,12 +198,12 @@ def _task_row(store, row: dict, task_adapters: list[Adapter], recent_jobs: list[
 def _default_run_tokens(per_epoch: float) -> int:
     """About how many tokens a default run trains on, from the task's tokens per epoch: its packed rows
     for the default epochs (at least the minimum steps), each step with one packed row of rehearsal."""
-    from engine.tuning.trainer import TrainConfig
+    from engine.tuning.trainer import TrainConfig, planned_steps
 
-    defaults = {option.name: option.default for option in fields(TrainConfig)}
-    rows_per_epoch = max(1, math.ceil(per_epoch / defaults["batch_tokens"]))
-    steps = max(defaults["min_steps"], math.ceil(defaults["epochs"] * rows_per_epoch))
-    return round(steps * (per_epoch / rows_per_epoch + defaults["batch_tokens"]))
+    default = TrainConfig(base_model_id="", dataset_folder=Path(), output_dir=Path())
+    rows_per_epoch = max(1, math.ceil(per_epoch / default.batch_tokens))
+    steps = planned_steps(default, rows_per_epoch)
+    return round(steps * (per_epoch / rows_per_epoch + default.batch_tokens))
 
 
 def _dataset_tokens(train_file: Path) -> int | None:

@@ -408,6 +408,20 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+# (path, size, mtime_ns) -> sha256 of files hashed in this process.
+_hashed: dict[tuple[str, int, int], str] = {}
+
+
+def remembered_sha256(path: Path) -> str:
+    """``sha256_of``, remembered while the file keeps its size and modification time: a tuning job reads
+    its base model's digest in several stages, and a model file can be gigabytes."""
+    status = path.stat()
+    key = (str(path), status.st_size, status.st_mtime_ns)
+    if key not in _hashed:
+        _hashed[key] = sha256_of(path)
+    return _hashed[key]
+
+
 def verify(entry: ModelEntry) -> str:
     """Check the weights against a known checksum and return their sha256.
 

@@ -30,16 +30,13 @@ from typing import Any
 import psutil
 
 from engine import paths
-from engine.catalog import gguf_problem, sha256_of
+from engine.catalog import gguf_problem, remembered_sha256
 from engine.errors import AdapterError
 from engine.store import Store, utc_now
 
 ADAPTER_FILE = "adapter.gguf"
 STAGING_PREFIX = ".staging-"
 _CHUNK = 1024 * 1024
-
-# (path, size, mtime_ns) -> sha256 of files already checked in this process.
-_checked: dict[tuple[str, int, int], str] = {}
 
 
 @dataclass
@@ -206,21 +203,18 @@ def verify(adapter: Adapter) -> Path:
     """The adapter's file, after checking it exists and its sha256 is the recorded one."""
     path = adapter.path
     try:
-        status = path.stat()
+        digest = remembered_sha256(path)
     except OSError as error:
         raise AdapterError(
             f"adapter {adapter.id}'s file {path} is missing ({error.strerror}); roll its task back "
             f"(`understudy adapters rollback {adapter.task_id}`) or tune it again"
         ) from error
-    key = (str(path), status.st_size, status.st_mtime_ns)
-    digest = _checked.get(key) or sha256_of(path)
     if digest != adapter.sha256:
         raise AdapterError(
             f"adapter {adapter.id}'s file {path} has changed since it was registered (sha256 "
             f"{digest[:12]}…, expected {adapter.sha256[:12]}…); roll its task back "
             f"(`understudy adapters rollback {adapter.task_id}`) or tune it again"
         )
-    _checked[key] = digest
     return path
 
 

@@ -41,7 +41,7 @@ def gguf_architecture(gguf_path: Path) -> str:
 def dequantised_base(entry: ModelEntry, on_progress: Progress | None = None) -> Path:
     """The folder of ``entry``'s float model (config, weights, tokenizer), dequantising it once."""
     gguf_path = catalog.locate(entry)
-    digest = catalog.sha256_of(gguf_path)
+    digest = catalog.remembered_sha256(gguf_path)
     root = paths.cache_dir() / "bases"
     folder = root / digest
     if _complete(folder):

@@ -135,7 +135,7 @@ def _check_base(adapter_dir: Path, base_path: Path) -> None:
     if not record_path.exists():
         return
     trained_on = json.loads(record_path.read_text(encoding="utf-8")).get("result", {}).get("base_sha256")
-    if trained_on and trained_on != catalog.sha256_of(base_path):
+    if trained_on and trained_on != catalog.remembered_sha256(base_path):
         raise TuningError(
             f"{adapter_dir} was trained on another base model (GGUF sha256 {trained_on[:12]}…) than "
             f"{base_path.name}; export it for the model it was trained on."

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from engine import backends, catalog, paths
@@ -32,11 +31,9 @@ ANSWER_MAX_TOKENS = 160
 SEED = 0
 FORMAT = 1  # bump when how answers are made changes, so cached files are made again
 
-Progress = Callable[[int, int], None]
 
-
-def load_prompts(path: Path | None = None) -> list[str]:
-    path = path or paths.shipped_file(REHEARSAL_PROMPTS)
+def load_prompts() -> list[str]:
+    path = paths.shipped_file(REHEARSAL_PROMPTS)
     prompts = []
     for number, value in read_jsonl(path, "rehearsal prompt set"):
         if not isinstance(value, dict) or not isinstance(value.get("prompt"), str):
@@ -45,15 +42,10 @@ def load_prompts(path: Path | None = None) -> list[str]:
     return prompts
 
 
-def rehearsal_file(
-    entry: ModelEntry,
-    prompts: list[str] | None = None,
-    cancel: threading.Event | None = None,
-    on_progress: Progress | None = None,
-) -> Path:
+def rehearsal_file(entry: ModelEntry, cancel: threading.Event | None = None) -> Path:
     """A JSONL file of ``{"messages": [...]}`` records: each prompt with ``entry``'s own answer."""
-    prompts = prompts if prompts is not None else load_prompts()
-    digest = catalog.sha256_of(catalog.locate(entry))
+    prompts = load_prompts()
+    digest = catalog.remembered_sha256(catalog.locate(entry))
     key = hashlib.sha256(json.dumps([FORMAT, ANSWER_MAX_TOKENS, digest, prompts]).encode()).hexdigest()
     target = paths.cache_dir() / "rehearsal" / f"{entry.id}-{key[:16]}.jsonl"
     if target.exists():
@@ -61,7 +53,7 @@ def rehearsal_file(
     backend = backends.load(entry)
     options = GenerationOptions(max_tokens=ANSWER_MAX_TOKENS, temperature=0.0, seed=SEED)
     lines = []
-    for index, prompt in enumerate(prompts):
+    for prompt in prompts:
         if cancel is not None and cancel.is_set():
             raise TrainingCancelled("The tuning job was cancelled while the base answered rehearsal prompts.")
         messages = [{"role": "user", "content": prompt}]
@@ -69,8 +61,6 @@ def rehearsal_file(
         if result.finish_reason == "stop" and result.text.strip():
             record = {"messages": [*messages, {"role": "assistant", "content": result.text.strip()}]}
             lines.append(json.dumps(record, ensure_ascii=False) + "\n")
-        if on_progress:
-            on_progress(index + 1, len(prompts))
     target.parent.mkdir(parents=True, exist_ok=True)
     paths.write_text_atomically(target, "".join(lines))
     return target

@@ -398,9 +398,7 @@ def train(
         rehearsal = load_examples(tokenizer, Path(config.rehearsal_file), config.batch_tokens)[0]
     lengths = [len(e.input_ids) for e in examples]
     rows_per_epoch = len(pack(lengths, config.batch_tokens, config.seed))
-    total_steps = config.max_steps or max(
-        config.min_steps, math.ceil(config.epochs * rows_per_epoch / config.gradient_accumulation)
-    )
+    total_steps = planned_steps(config, rows_per_epoch)
     fingerprint = _fingerprint(config, base, examples + rehearsal, total_steps)
 
     torch.manual_seed(config.seed)
@@ -411,7 +409,7 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(warmup, total_steps))
 
     checkpoints = Path(config.output_dir) / CHECKPOINTS
-    state = {"step": 0, "position": 0, "rehearsal_position": 0, "train_tokens": 0, "losses": []}
+    state = {"step": 0, "position": 0, "train_tokens": 0, "losses": []}
     resumed_from = None
     if config.resume:
         resumed = _load_last_checkpoint(checkpoints, model, optimizer, scheduler, fingerprint)
@@ -423,8 +421,9 @@ def train(
     rows = row_stream(lengths, config.batch_tokens, config.seed)
     for _ in range(state["position"]):  # skip what the checkpoint already trained on
         next(rows)
+    # One rehearsal row follows each task row, so the task rows' position is the rehearsal rows' too.
     rehearsal_rows = row_stream([len(e.input_ids) for e in rehearsal], config.batch_tokens, config.seed + 1)
-    for _ in range(state["rehearsal_position"] if rehearsal else 0):
+    for _ in range(state["position"] if rehearsal else 0):
         next(rehearsal_rows)
     progress(
         {
@@ -463,7 +462,6 @@ def train(
         drift = 0.0
         if rehearsal:
             rows_of_rehearsal = [[rehearsal[i] for i in next(rehearsal_rows)] for _ in batches]
-            state["rehearsal_position"] += len(rows_of_rehearsal)
             drift, tokens = _rehearse(model, rows_of_rehearsal, config.rehearsal_weight, device)
             tokens_this_run += tokens
             state["train_tokens"] += tokens
@@ -510,6 +508,14 @@ def train(
     _save_adapter(model, result, config)
     progress({"event": "done", **_summary(result)})
     return result
+
+
+def planned_steps(config: TrainConfig, rows_per_epoch: int) -> int:
+    """Optimizer steps of a run over ``rows_per_epoch`` packed rows: ``max_steps`` when set, else the
+    epochs' worth, and at least ``min_steps`` (a small dataset repeats)."""
+    return config.max_steps or max(
+        config.min_steps, math.ceil(config.epochs * rows_per_epoch / config.gradient_accumulation)
+    )
 
 
 def _check(config: TrainConfig) -> None:
