@@ -15,6 +15,7 @@ from pathlib import Path
 from engine import backends, catalog
 from engine.agent import Agent
 from engine.backends import GenerationOptions, LoadOptions, drain
+from engine.backends.llama_cpp import new_llama
 from engine.store import Store
 
 _PROMPTS = (
@@ -87,9 +88,7 @@ def bench_decode(model_id: str | None = None, rounds: int = 4, max_tokens: int =
 
 def _raw_llama(engine_backend):
     """A second, independent llama-cpp-python model with the engine's settings (no shared cache)."""
-    import llama_cpp
-
-    return llama_cpp.Llama(
+    return new_llama(
         model_path=str(engine_backend.weights),
         n_ctx=engine_backend.n_ctx,
         n_threads=engine_backend.n_threads,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import http.server
+import runpy
 import socket
 import subprocess
 import sys
@@ -45,13 +46,13 @@ def free_port() -> int:
 
 
 class LlamaServer:
-    """`python -m llama_cpp.server` on a random loopback port."""
+    """llama-cpp-python's OpenAI-compatible server (this file run as a script) on a random loopback port."""
 
     def __init__(self, model: Path):
         self.port = free_port()
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+                sys.executable, __file__, "--model", str(model), "--host", "127.0.0.1",
                 "--port", str(self.port), "--n_ctx", "2048", "--model_alias", "stand-in",
             ],
             stdout=subprocess.DEVNULL,
@@ -124,3 +125,10 @@ class RecordingProxy:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+if __name__ == "__main__":
+    from engine.backends.llama_cpp import amx_weight_buffers_off
+
+    with amx_weight_buffers_off():
+        runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)

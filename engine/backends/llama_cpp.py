@@ -13,7 +13,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from engine.backends import Completion, GenerationOptions, LoadOptions, Message
@@ -34,6 +35,46 @@ def physical_cores() -> int:
     import psutil
 
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+_default_params_lock = threading.Lock()
+
+
+@contextmanager
+def amx_weight_buffers_off() -> Iterator[None]:
+    """Models loaded inside skip llama.cpp's AMX weight buffers when the build has them.
+
+    A build made on a CPU with AMX (pip's default, native flags) repacks weights into AMX tiles, and
+    decode then segfaults where the hypervisor does not carry the tile state (seen in Firecracker VMs,
+    CI included). ``Llama`` takes no option for it, so the model's default parameters are wrapped
+    meanwhile; AMX only speeds up long prompts on server CPUs.
+    """
+    import llama_cpp.llama_cpp as native
+
+    if b"AMX_INT8 = 1" not in native.llama_print_system_info():
+        yield
+        return
+    default_params = native.llama_model_default_params
+
+    def params_without_extra_buffers():
+        model_params = default_params()
+        model_params.use_extra_bufts = False
+        return model_params
+
+    with _default_params_lock:
+        native.llama_model_default_params = params_without_extra_buffers
+        try:
+            yield
+        finally:
+            native.llama_model_default_params = default_params
+
+
+def new_llama(**params):
+    """``llama_cpp.Llama(**params)`` that is safe to decode with on an AMX CPU in a VM."""
+    import llama_cpp
+
+    with amx_weight_buffers_off():
+        return llama_cpp.Llama(**params)
 
 
 def gpu_offload_supported() -> bool:
@@ -85,9 +126,7 @@ class LlamaCppBackend:
         ) from failure
 
     def _construct(self, gpu_layers: int):
-        import llama_cpp
-
-        return llama_cpp.Llama(
+        return new_llama(
             model_path=str(self.weights),
             n_ctx=self.n_ctx,
             n_threads=self.n_threads,

@@ -21,6 +21,15 @@ def test_loads_with_physical_cores_and_the_catalog_context(smollm2, model_catalo
     assert smollm2.gpu_layers in (0, -1)
 
 
+def test_an_amx_build_loads_without_its_weight_buffers_and_others_keep_repacking(smollm2):
+    """AMX weight buffers made decode segfault in a VM (CI's); the default parameters come back after."""
+    import llama_cpp.llama_cpp as native
+
+    amx_build = b"AMX_INT8 = 1" in native.llama_print_system_info()
+    assert smollm2._llama.model_params.use_extra_bufts is not amx_build
+    assert native.llama_model_default_params().use_extra_bufts
+
+
 def test_a_model_loads_once_and_is_reused(smollm2, model_catalog):
     assert backends.load(model_catalog.get("smollm2-135m-instruct")) is smollm2
 

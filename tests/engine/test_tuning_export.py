@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from engine import catalog
-from engine.backends.llama_cpp import physical_cores
+from engine.backends.llama_cpp import new_llama, physical_cores
 from engine.errors import TuningError
 from engine.tuning.export import export_gguf_adapter
 from engine.tuning.trainer import TRAINING_RECORD, load_trained
@@ -90,9 +90,7 @@ def torch_logits(fact_adapter):
 
 
 def llama_cpp_logits(model_path, adapter, text: str, tokens: list[int]) -> np.ndarray:
-    import llama_cpp
-
-    llama = llama_cpp.Llama(
+    llama = new_llama(
         model_path=str(model_path),
         lora_path=None if adapter is None else str(adapter),
         n_ctx=256,
