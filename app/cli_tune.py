@@ -248,6 +248,8 @@ def _show_event(event: dict[str, Any]) -> None:
         click.echo(f"       zero-shot {event['model_id']}: {event['score'] * 100:.1f}%")
     elif kind == "base":
         click.echo(f"       base: {event['model_id']} ({event['how']})")
+    elif kind == "rehearsal_progress" and (event["done"] % 16 == 0 or event["done"] == event["total"]):
+        click.echo(f"       rehearsal answers by the base: {event['done']}/{event['total']}")
     elif kind == "step" and (event["step"] % 10 == 0 or event["step"] == event["total_steps"]):
         click.echo(
             f"       step {event['step']}/{event['total_steps']} loss {event['loss']:.3f} "

@@ -62,6 +62,7 @@ JOB_COLUMNS = ("#", "Task", "Status", "Progress", "Created", "Outcome")
 STAGE_NAMES = {
     "dataset": "Building the dataset",
     "base": "Scoring the base model",
+    "rehearse": "Recording the base model's own answers for rehearsal",
     "train": "Training",
     "export": "Exporting the adapter",
     "register": "Registering the adapter",
@@ -1091,6 +1092,11 @@ class QtTuningSection(QWidget):
                     f"{model} {percent(score)}" for model, score in scores.items()
                 )
             self.details_label.setText(f"Base model: {event['model_id']} ({measured}).")
+        elif kind == "rehearsal_progress":
+            self.speed_label.setText(
+                f"The base model answers everyday prompts, to rehearse them while training (once per "
+                f"model): {event['done']} of {event['total']}…"
+            )
         elif kind == "train_start":
             self.speed_label.setText(
                 f"Training {event['total_steps']} steps on {event['examples']} examples…"

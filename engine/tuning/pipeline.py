@@ -1,11 +1,12 @@
-"""One tuning job from start to end: dataset → base choice → training → export → candidate →
-evaluation → gate → promoted or rejected.
+"""One tuning job from start to end: dataset → base choice → rehearsal answers → training → export →
+candidate → evaluation → gate → promoted or rejected.
 
 ``run_tune`` is the job itself; ``run_job`` runs it as a row of the ``jobs`` table (one at a time,
 progress and result recorded, every event appended to the job's log). Each stage reports JSON-ready
 events through ``on_event``: ``{"event": "stage", "stage": ..., "progress": ...}`` when a stage begins,
-the trainer's own events (``step`` with loss, tokens/s and ETA; ``checkpoint``), ``eval`` for each
-model measured, ``gate`` with the decision, and ``done`` (or ``error`` / ``cancelled``) at the end.
+``rehearsal_progress`` for each rehearsal answer the base makes (once per model), the trainer's own
+events (``step`` with loss, tokens/s and ETA; ``checkpoint``), ``eval`` for each model measured,
+``gate`` with the decision, and ``done`` (or ``error`` / ``cancelled``) at the end.
 
 A kill at any moment is safe: training checkpoints and the adapter publish are atomic, and the job row
 of a killed worker is marked failed by the next reader (``jobs.reap_stale``). ``resume`` continues
@@ -36,6 +37,7 @@ EventSink = Callable[[dict[str, Any]], None]
 STAGE_PROGRESS = {
     "dataset": 0.0,
     "base": 0.02,
+    "rehearse": 0.06,
     "train": 0.10,
     "export": 0.80,
     "register": 0.82,
@@ -137,8 +139,12 @@ def run_tune(
     base_entry = model_catalog.get(choice.model_id)
     on_event({"event": "base", **choice.as_dict()})
 
-    stage("train", base_model_id=base_entry.id)
+    stage("rehearse", base_model_id=base_entry.id)
     from engine.tuning.rehearsal import rehearsal_file
+
+    rehearsal = rehearsal_file(base_entry, cancel=cancel, on_answer=_rehearsal_events(on_event))
+
+    stage("train", base_model_id=base_entry.id)
     from engine.tuning.trainer import TrainConfig, train
 
     output_dir = training_dir(dataset.sha256, base_entry.id)
@@ -146,7 +152,7 @@ def run_tune(
         base_model_id=base_entry.id,
         dataset_folder=dataset.folder,
         output_dir=output_dir,
-        rehearsal_file=rehearsal_file(base_entry, cancel=cancel),
+        rehearsal_file=rehearsal,
         resume=request.resume,
         **request.train,
     )
@@ -201,6 +207,23 @@ def run_tune(
         "base_choice": choice.as_dict(),
         "training": training_record,
     }
+
+
+def _rehearsal_events(on_event: EventSink) -> Callable[[int, int], None]:
+    """Each rehearsal answer the base made, as a ``rehearsal_progress`` event along its stage's span."""
+    start, end = STAGE_PROGRESS["rehearse"], STAGE_PROGRESS["train"]
+
+    def answered(done: int, total: int) -> None:
+        on_event(
+            {
+                "event": "rehearsal_progress",
+                "done": done,
+                "total": total,
+                "progress": round(start + (end - start) * done / total, 4),
+            }
+        )
+
+    return answered
 
 
 def _training_events(on_event: EventSink) -> Callable[[dict[str, Any]], None]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from engine import backends, catalog, paths
@@ -42,8 +43,15 @@ def load_prompts() -> list[str]:
     return prompts
 
 
-def rehearsal_file(entry: ModelEntry, cancel: threading.Event | None = None) -> Path:
-    """A JSONL file of ``{"messages": [...]}`` records: each prompt with ``entry``'s own answer."""
+def rehearsal_file(
+    entry: ModelEntry,
+    cancel: threading.Event | None = None,
+    on_answer: Callable[[int, int], None] | None = None,
+) -> Path:
+    """A JSONL file of ``{"messages": [...]}`` records: each prompt with ``entry``'s own answer.
+
+    ``on_answer(done, total)`` follows the answers being made (about a minute, once per model file).
+    """
     prompts = load_prompts()
     digest = catalog.remembered_sha256(catalog.locate(entry))
     key = hashlib.sha256(json.dumps([FORMAT, ANSWER_MAX_TOKENS, digest, prompts]).encode()).hexdigest()
@@ -53,7 +61,7 @@ def rehearsal_file(entry: ModelEntry, cancel: threading.Event | None = None) -> 
     backend = backends.load(entry)
     options = GenerationOptions(max_tokens=ANSWER_MAX_TOKENS, temperature=0.0, seed=SEED)
     lines = []
-    for prompt in prompts:
+    for done, prompt in enumerate(prompts, start=1):
         if cancel is not None and cancel.is_set():
             raise TrainingCancelled("The tuning job was cancelled while the base answered rehearsal prompts.")
         messages = [{"role": "user", "content": prompt}]
@@ -61,6 +69,8 @@ def rehearsal_file(entry: ModelEntry, cancel: threading.Event | None = None) -> 
         if result.finish_reason == "stop" and result.text.strip():
             record = {"messages": [*messages, {"role": "assistant", "content": result.text.strip()}]}
             lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+        if on_answer is not None:
+            on_answer(done, len(prompts))
     target.parent.mkdir(parents=True, exist_ok=True)
     paths.write_text_atomically(target, "".join(lines))
     return target

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from datetime import datetime
 
@@ -24,7 +25,7 @@ from app.qt_tuning import (
     TrainingSpeed,
     how_long,
 )
-from engine import catalog
+from engine import catalog, paths
 from engine.settings import Settings
 from engine.store import Store, utc_now
 from engine.swap_bench import write_random_adapter
@@ -256,6 +257,7 @@ def test_tune_now_shows_progress_and_the_evaluation_and_the_new_adapter_serves_t
     assert "not measured here yet" in section.how_long_label.text()
 
     section.train_steps, section.base_model = STEPS, BASE
+    shutil.rmtree(paths.cache_dir() / "rehearsal", ignore_errors=True)  # so the base answers them here
     bar_values: list[int] = []
     section.progress_bar.valueChanged.connect(bar_values.append)
     events: list[dict] = []
@@ -268,7 +270,9 @@ def test_tune_now_shows_progress_and_the_evaluation_and_the_new_adapter_serves_t
 
     # Progress arrived as it happened: every stage, the bar through the training steps, a loss per step.
     stages = [event["stage"] for event in events if event["event"] == "stage"]
-    assert stages == ["dataset", "base", "train", "export", "register", "evaluate", "gate"]
+    assert stages == ["dataset", "base", "rehearse", "train", "export", "register", "evaluate", "gate"]
+    rehearsed = [event["done"] for event in events if event["event"] == "rehearsal_progress"]
+    assert rehearsed == list(range(1, rehearsed[-1] + 1)) and rehearsed[-1] >= 60
     assert [event["step"] for event in events if event["event"] == "step"] == list(range(1, STEPS + 1))
     assert (
         any(0 < value < PROGRESS_STEPS * 0.8 for value in bar_values)

@@ -113,7 +113,7 @@ def test_tune_now_cancel_resume_gate_publish_and_chat_with_the_adapter(tmp_path)
     store = Store.open()
     assert jobs.get(store, job_id)["status"] == "cancelled"
     stages = [e["stage"] for e in seen if e["event"] == "stage"]
-    assert stages == ["dataset", "base", "train"]
+    assert stages == ["dataset", "base", "rehearse", "train"]
 
     # Resume: training continues from the checkpoint written when it stopped, then the job finishes.
     resumed = run_understudy(*tune[1:], "--resume")
@@ -121,7 +121,8 @@ def test_tune_now_cancel_resume_gate_publish_and_chat_with_the_adapter(tmp_path)
     lines = events(resumed.stdout)
     kinds = [e["event"] for e in lines]
     stages = [e["stage"] for e in lines if e["event"] == "stage"]
-    assert stages == ["dataset", "base", "train", "export", "register", "evaluate", "gate"]
+    assert stages == ["dataset", "base", "rehearse", "train", "export", "register", "evaluate", "gate"]
+    assert "rehearsal_progress" not in kinds  # the base's answers were cached by the first run
     start = next(e for e in lines if e["event"] == "train_start")
     assert start["resumed_from_step"] >= 3
     steps = [e["step"] for e in lines if e["event"] == "step"]
