@@ -40,7 +40,6 @@ from app.qt_context import AppContext
 from app.qt_main_window import window_state
 from app.qt_tools import GuiApprover, QtToolCard
 from app.qt_workers import GenerationJob, run_in_background, start_generation, thread_store
-from engine import backends
 
 if TYPE_CHECKING:
     from engine.agent import TurnResult
@@ -549,9 +548,10 @@ class QtChatSection(QWidget):
         return self.model_picker.currentData()
 
     def load_selected_model(self) -> None:
-        """Load the picked model in the background; the window stays usable meanwhile."""
-        entry = self.context.catalog.get(self.selected_model())
-        options = self.context.settings.load_options()
+        """Load the picked model in the background (with its specialists' adapters read ahead); the
+        window stays usable meanwhile."""
+        catalog, settings = self.context.catalog, self.context.settings
+        entry = catalog.get(self.selected_model())
         self.load_state.setText(f"Loading {entry.name}…")
         self.load_progress.show()
 
@@ -568,7 +568,12 @@ class QtChatSection(QWidget):
             self.load_state.setText("Not loaded")
             self.context.notify_error(message)
 
-        run_in_background(lambda: backends.load(entry, options), loaded, failed)
+        def load():
+            from engine.agent import Agent
+
+            return Agent.from_settings(thread_store(), catalog, settings).load_model(entry.id)
+
+        run_in_background(load, loaded, failed)
 
     # Conversations ------------------------------------------------------------------------------
 

@@ -99,8 +99,15 @@ class Agent:
         return self.catalog.get(model_id or self.default_model)
 
     def load_model(self, model_id: str | None = None) -> backends.Backend:
-        """Load (or reuse) a model, e.g. in the background before the first turn."""
-        return backends.load(self.model_entry(model_id), self.load_options)
+        """Load (or reuse) a model, e.g. in the background before the first turn, with the adapters of
+        the specialists it is the base of read ahead: a request routed to one then only switches."""
+        backend = backends.load(self.model_entry(model_id), self.load_options)
+        for adapter in adapters.active_on_base(self.store, backend.entry.id):
+            try:
+                backend.load_adapter(adapters.verify(adapter))
+            except AdapterError:
+                continue  # said when its task is served, which falls back to the generalist
+        return backend
 
     def run_turn(
         self,

@@ -3,7 +3,8 @@
 Serving specialists only pays if changing task is cheap. Both sides are timed alternately in one run on
 the same base: a reload constructs the model from its file again; a switch applies another adapter to the
 loaded model (and resets its KV cache). The first switch to an adapter also reads it from disk, so it is
-reported apart from a switch between adapters already loaded.
+reported apart from a switch between adapters already loaded (``warm_ratio``), which is what serving
+pays: loading a model reads its specialists' adapters ahead (``Agent.load_model``).
 """
 
 from __future__ import annotations

@@ -85,6 +85,10 @@ class Backend(Protocol):
         """
         ...
 
+    def load_adapter(self, adapter: Path) -> None:
+        """Read ``adapter`` onto the loaded base ahead of its first use, so serving it only switches."""
+        ...
+
     def close(self) -> None:
         """Free the model's memory."""
         ...

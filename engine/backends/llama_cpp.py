@@ -221,6 +221,11 @@ class LlamaCppBackend:
         with self._lock:
             self._switch_adapter_locked(adapter)
 
+    def load_adapter(self, adapter: Path) -> None:
+        """Read ``adapter`` now (about 10 ms for a rank-8 one on a 135M base) without applying it."""
+        with self._lock:
+            self._adapter_handle(Path(adapter).resolve())
+
     def _switch_adapter_locked(self, adapter: Path | None) -> None:
         import ctypes
 

@@ -183,6 +183,14 @@ def active_for_task(store: Store, task_id: int) -> Adapter | None:
     return _from_row(rows[0]) if rows else None
 
 
+def active_on_base(store: Store, base_model_id: str) -> list[Adapter]:
+    """The specialists serving a task on ``base_model_id``, whose files a backend can read ahead."""
+    rows = store.db.query(
+        "SELECT * FROM adapters WHERE base_model_id = ? AND status = 'active' ORDER BY id", [base_model_id]
+    )
+    return [_from_row(row) for row in rows]
+
+
 def _from_row(row: dict[str, Any]) -> Adapter:
     return Adapter(
         id=row["id"],

@@ -56,6 +56,21 @@ def test_the_specialist_answers_its_task_and_the_generalist_everything_else(spec
     assert decisions_of(agent.store, other.turn_id)[0]["target"] == "generalist"
 
 
+def test_loading_a_base_reads_its_specialists_adapters_ahead_and_skips_a_broken_one(specialist, tmp_path):
+    agent, _task_id, adapter = specialist
+    other_task = named_task(agent.store, "Broken")
+    broken_file = tmp_path / "broken.gguf"
+    broken_file.write_bytes(adapter.path.read_bytes())
+    broken = register_candidate(agent.store, broken_file, "smollm2-135m-instruct", other_task)
+    promote(agent.store, broken.id, force=True)
+    broken.path.write_bytes(b"not an adapter")
+
+    backend = agent.load_model("smollm2-135m-instruct")
+
+    assert adapter.path.resolve() in backend._adapter_handles  # serving it now only switches
+    assert broken.path.resolve() not in backend._adapter_handles
+
+
 def test_a_specialist_whose_file_changed_is_skipped_for_the_generalist(specialist, fact_adapter):
     agent, _task_id, adapter = specialist
     with adapter.path.open("ab") as file:
