@@ -222,7 +222,7 @@ class LlamaCppBackend:
             self._switch_adapter_locked(adapter)
 
     def load_adapter(self, adapter: Path) -> None:
-        """Read ``adapter`` now (about 10 ms for a rank-8 one on a 135M base) without applying it."""
+        """Read ``adapter`` now (about 9 ms for a rank-8 one on a 135M base) without applying it."""
         with self._lock:
             self._adapter_handle(Path(adapter).resolve())
 
@@ -243,7 +243,11 @@ class LlamaCppBackend:
         if failed:
             raise AdapterError(f"llama.cpp refused to apply the adapter {key} to '{self.entry.id}'")
         self._llama.reset()
-        self._llama._ctx.kv_cache_clear()
+        memory = self._llama._ctx.memory
+        if memory is not None:
+            # Empty every cell, leaving the buffer's bytes: zeroing them took 10 ms at an 8192-token
+            # context, the whole cost of a switch, and a cleared cell is never read.
+            llama_cpp.llama_memory_clear(memory, False)
         self._active_adapter = key
 
     def _adapter_handle(self, path: Path):
