@@ -23,7 +23,9 @@ from engine.errors import TuningError
 SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "gemma3")
 COMPLETE_MARK = "understudy-base.json"
 # Raised whenever what is saved changes, so a base built by an older version is built again.
-BASE_FORMAT = 2
+BASE_FORMAT = 3
+# llama.cpp's token types (GGUF tokenizer.ggml.token_type).
+NORMAL_TOKEN, CONTROL_TOKEN, USER_DEFINED_TOKEN = 1, 3, 4
 
 Progress = Callable[[dict], None]
 
@@ -115,12 +117,19 @@ def _gguf_tokenizer(gguf_path: Path):
     but, saved and loaded again, rebuilds its pre-tokenizer and splits every word on an unknown token;
     it also names <|im_start|> as end of sequence. Saving the converted tokenizers object under the
     generic class keeps the vocabulary, merges and pre-tokenizer exactly (the same ids llama.cpp gives).
+    A SentencePiece vocabulary (gemma3's) is built from the GGUF instead: see ``_sentencepiece_backend``.
     """
     from gguf import GGUFReader
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    converted = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     fields = GGUFReader(gguf_path).fields
+    if fields["tokenizer.ggml.model"].contents() == "llama":
+        backend = _sentencepiece_backend(fields)
+        template = fields.get("tokenizer.chat_template")
+        chat_template = None if template is None else template.contents()
+    else:
+        converted = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        backend, chat_template = converted.backend_tokenizer, converted.chat_template
     special = {}
     for name, key in (
         ("bos_token", "bos"),
@@ -130,8 +139,7 @@ def _gguf_tokenizer(gguf_path: Path):
     ):
         field = fields.get(f"tokenizer.ggml.{key}_token_id")
         if field is not None:
-            special[name] = converted.convert_ids_to_tokens(int(field.contents()))
-    backend = converted.backend_tokenizer
+            special[name] = backend.id_to_token(int(field.contents()))
     flags = {key: fields.get(f"tokenizer.ggml.add_{key}_token") for key in ("bos", "eos")}
     if any(flag is not None for flag in flags.values()):  # add them as llama.cpp does
         from tokenizers.processors import TemplateProcessing
@@ -140,11 +148,64 @@ def _gguf_tokenizer(gguf_path: Path):
         eos = [special["eos_token"]] if flags["eos"] is not None and flags["eos"].contents() else []
         backend.post_processor = TemplateProcessing(
             single=[*bos, "$A", *eos],
-            special_tokens=[(token, converted.convert_tokens_to_ids(token)) for token in bos + eos],
+            special_tokens=[(token, backend.token_to_id(token)) for token in bos + eos],
         )
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, **special)
-    tokenizer.chat_template = converted.chat_template
+    tokenizer.chat_template = chat_template
     return tokenizer
+
+
+def _sentencepiece_backend(fields):
+    """llama.cpp's SentencePiece tokenizer rebuilt as a tokenizers BPE with byte fallback.
+
+    transformers 5.3 turns gemma3's GGUF vocabulary into a Unigram model, which reads the scores as
+    probabilities and cuts "What is the capital of Italy?" into 14 pieces where llama.cpp gives 7, so a
+    model would be trained on token sequences it is never served. llama.cpp joins the adjacent pair whose
+    joined text is the vocabulary entry with the highest score, again and again; a BPE whose merges are
+    every such pair, ranked by that score, does the same. Control and user-defined entries (turn
+    markers, runs of spaces or newlines, HTML tags) are matched in the raw text first, as in llama.cpp.
+    """
+    from tokenizers import AddedToken, Tokenizer, decoders, normalizers
+    from tokenizers.models import BPE
+
+    tokens = fields["tokenizer.ggml.tokens"].contents()
+    scores = fields["tokenizer.ggml.scores"].contents()
+    kinds = fields["tokenizer.ggml.token_type"].contents()
+    vocab = {token: index for index, token in enumerate(tokens)}
+    ranked = []
+    for token, score, kind in zip(tokens, scores, kinds, strict=True):
+        if kind != NORMAL_TOKEN:
+            continue
+        for cut in range(1, len(token)):
+            left, right = token[:cut], token[cut:]
+            if left in vocab and right in vocab:
+                ranked.append((-score, vocab[token], cut, left, right))
+    ranked.sort()
+    unknown = fields.get("tokenizer.ggml.unknown_token_id")
+    model = BPE(
+        vocab=vocab,
+        merges=[(left, right) for *_order, left, right in ranked],
+        unk_token=None if unknown is None else tokens[int(unknown.contents())],
+        byte_fallback=True,
+        fuse_unk=True,
+    )
+    backend = Tokenizer(model)
+    space = [normalizers.Replace(" ", "\u2581")]
+    add_prefix = fields.get("tokenizer.ggml.add_space_prefix")
+    if add_prefix is None or add_prefix.contents():  # llama.cpp's default for SentencePiece
+        space.insert(0, normalizers.Prepend("\u2581"))
+    backend.normalizer = normalizers.Sequence(space)
+    backend.decoder = decoders.Sequence(
+        [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()]
+    )
+    backend.add_tokens(
+        [
+            AddedToken(token, special=kind == CONTROL_TOKEN, normalized=False)
+            for token, kind in zip(tokens, kinds, strict=True)
+            if kind in (CONTROL_TOKEN, USER_DEFINED_TOKEN)
+        ]
+    )
+    return backend
 
 
 def _fsync(path: Path) -> None:

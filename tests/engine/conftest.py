@@ -90,12 +90,24 @@ def smollm2_base(model_catalog) -> Path:
 @pytest.fixture(scope="session")
 def fact_adapter(tmp_path_factory, smollm2_base, model_catalog) -> TrainedAdapter:
     """Trained once per session through the real dataset builder, trainer and exporter."""
+    entry = model_catalog.get("smollm2-135m-instruct")
+    return train_fact_adapter(tmp_path_factory.mktemp("fact-adapter"), entry)
+
+
+@pytest.fixture(scope="session")
+def gemma3_fact_adapter(tmp_path_factory, model_catalog) -> TrainedAdapter:
+    """The same fact trained on gemma3 270M (a SentencePiece vocabulary, no Q/K permutation)."""
+    entry = model_catalog.get("gemma3-270m-base")
+    return train_fact_adapter(tmp_path_factory.mktemp("gemma3-fact-adapter"), entry)
+
+
+def train_fact_adapter(root: Path, entry: catalog.ModelEntry) -> TrainedAdapter:
+    """The MAPLE-42 fact trained on ``entry`` for FACT_STEPS steps and exported, all under ``root``."""
     from engine.store import Store
     from engine.tuning.datasets import build_from_jsonl
     from engine.tuning.export import export_gguf_adapter
     from engine.tuning.trainer import TrainConfig, train
 
-    root = tmp_path_factory.mktemp("fact-adapter")
     source = root / "fact.jsonl"
     source.write_text("".join(json.dumps(record) + "\n" for record in fact_records()), encoding="utf-8")
     with pytest.MonkeyPatch.context() as patch:
@@ -104,7 +116,7 @@ def fact_adapter(tmp_path_factory, smollm2_base, model_catalog) -> TrainedAdapte
         dataset = build_from_jsonl(store, source)
         store.close()
         config = TrainConfig(
-            base_model_id="smollm2-135m-instruct",
+            base_model_id=entry.id,
             dataset_folder=dataset.folder,
             output_dir=root / "run",
             max_steps=FACT_STEPS,
@@ -113,6 +125,5 @@ def fact_adapter(tmp_path_factory, smollm2_base, model_catalog) -> TrainedAdapte
         )
         result = train(config)
         gguf_path = root / "fact.gguf"
-        entry = model_catalog.get("smollm2-135m-instruct")
         digest = export_gguf_adapter(result.adapter_dir, entry, gguf_path)
     return TrainedAdapter(config, result, dataset.folder, result.adapter_dir, gguf_path, digest)

@@ -69,17 +69,15 @@ def float_smollm2(tmp_path_factory, smollm2_entry):
     target.unlink()
 
 
-@pytest.fixture(scope="module")
-def torch_logits(fact_adapter):
-    """Per prompt: its tokens, and PEFT's logits at every position with and without the adapter."""
+def peft_logits(adapter_dir, prompt_text) -> list[tuple]:
+    """Per prompt: its rendered text, its tokens, and PEFT's logits at every position with and without
+    the adapter; ``prompt_text(tokenizer, prompt)`` renders a prompt as the model is served it."""
     import torch
 
-    model, tokenizer = load_trained(fact_adapter.adapter_dir)
+    model, tokenizer = load_trained(adapter_dir)
     figures = []
     for prompt in PROMPTS:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
+        text = prompt_text(tokenizer, prompt)
         tokens = tokenizer(text, add_special_tokens=False).input_ids
         with torch.no_grad():
             adapted = model(torch.tensor([tokens]), use_cache=False).logits[0].numpy()
@@ -87,6 +85,16 @@ def torch_logits(fact_adapter):
                 base = model(torch.tensor([tokens]), use_cache=False).logits[0].numpy()
         figures.append((text, tokens, adapted, base))
     return figures
+
+
+@pytest.fixture(scope="module")
+def torch_logits(fact_adapter):
+    def chat_prompt(tokenizer, prompt: str) -> str:
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+
+    return peft_logits(fact_adapter.adapter_dir, chat_prompt)
 
 
 def llama_cpp_logits(model_path, adapter, text: str, tokens: list[int]) -> np.ndarray:
