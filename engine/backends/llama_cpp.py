@@ -16,11 +16,15 @@ import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from engine.backends import Completion, GenerationOptions, LoadOptions, Message
 from engine.catalog import ModelEntry, gguf_problem
 from engine.errors import AdapterError, BackendError, ModelLoadError
 from engine.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import llama_cpp
 
 BACKEND_NAME = "llama_cpp"
 
@@ -69,7 +73,7 @@ def amx_weight_buffers_off() -> Iterator[None]:
             native.llama_model_default_params = default_params
 
 
-def new_llama(**params):
+def new_llama(**params: Any) -> llama_cpp.Llama:
     """``llama_cpp.Llama(**params)`` that is safe to decode with on an AMX CPU in a VM."""
     import llama_cpp
 

@@ -30,11 +30,9 @@ NORMAL_TOKEN, CONTROL_TOKEN, USER_DEFINED_TOKEN = 1, 3, 4
 Progress = Callable[[dict], None]
 
 
-def gguf_architecture(gguf_path: Path) -> str:
-    """``general.architecture`` of a GGUF file."""
-    from gguf import GGUFReader
-
-    field = GGUFReader(gguf_path).fields.get("general.architecture")
+def gguf_architecture(gguf_path: Path, fields) -> str:
+    """``general.architecture`` of a GGUF file, from its ``GGUFReader`` fields."""
+    field = fields.get("general.architecture")
     if field is None:
         raise TuningError(f"{gguf_path} has no general.architecture; it is not a model GGUF.")
     return field.contents()
@@ -48,7 +46,11 @@ def dequantised_base(entry: ModelEntry, on_progress: Progress | None = None) -> 
     folder = root / digest
     if _complete(folder):
         return folder
-    architecture = gguf_architecture(gguf_path)
+    from gguf import GGUFReader
+
+    # Read once: parsing a 262k-token vocabulary (gemma3's) takes about 10 s.
+    fields = GGUFReader(gguf_path).fields
+    architecture = gguf_architecture(gguf_path, fields)
     if architecture not in SUPPORTED_ARCHITECTURES:
         raise TuningError(
             f"Model '{entry.id}' is a {architecture} model; tuning supports "
@@ -60,7 +62,7 @@ def dequantised_base(entry: ModelEntry, on_progress: Progress | None = None) -> 
     partial = root / f".{digest}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        _dequantise(gguf_path, partial)
+        _dequantise(gguf_path, fields, partial)
         mark = {
             "model_id": entry.id,
             "architecture": architecture,
@@ -97,7 +99,7 @@ def _complete(folder: Path) -> bool:
     return mark.get("format") == BASE_FORMAT
 
 
-def _dequantise(gguf_path: Path, target: Path) -> None:
+def _dequantise(gguf_path: Path, fields, target: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -107,10 +109,10 @@ def _dequantise(gguf_path: Path, target: Path) -> None:
         dtype=torch.float32,
     )
     model.save_pretrained(target)
-    _gguf_tokenizer(gguf_path).save_pretrained(target)
+    _gguf_tokenizer(gguf_path, fields).save_pretrained(target)
 
 
-def _gguf_tokenizer(gguf_path: Path):
+def _gguf_tokenizer(gguf_path: Path, fields):
     """The GGUF's own tokenizer as a plain tokenizers-backed one, with the special tokens the GGUF names.
 
     transformers 5.3 converts SmolLM2's tokenizer into a CodeLlamaTokenizer that tokenizes right once
@@ -119,10 +121,8 @@ def _gguf_tokenizer(gguf_path: Path):
     generic class keeps the vocabulary, merges and pre-tokenizer exactly (the same ids llama.cpp gives).
     A SentencePiece vocabulary (gemma3's) is built from the GGUF instead: see ``_sentencepiece_backend``.
     """
-    from gguf import GGUFReader
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    fields = GGUFReader(gguf_path).fields
     if fields["tokenizer.ggml.model"].contents() == "llama":
         backend = _sentencepiece_backend(fields)
         template = fields.get("tokenizer.chat_template")

@@ -44,6 +44,16 @@ STAGE_PROGRESS = {
     "evaluate": 0.83,
     "gate": 0.99,
 }
+
+
+def _through(stage: str, fraction: float) -> float:
+    """The job's progress ``fraction`` of the way through ``stage`` (up to where the next one starts)."""
+    names = list(STAGE_PROGRESS)
+    start = STAGE_PROGRESS[stage]
+    end = STAGE_PROGRESS[names[names.index(stage) + 1]] if stage != names[-1] else 1.0
+    return round(start + (end - start) * min(1.0, fraction), 4)
+
+
 TRAIN_OPTIONS = ("rank", "alpha", "learning_rate", "epochs", "max_steps", "seed")
 PROGRESS_WRITE_SECONDS = 1.0
 
@@ -211,7 +221,6 @@ def run_tune(
 
 def _rehearsal_events(on_event: EventSink) -> Callable[[int, int], None]:
     """Each rehearsal answer the base made, as a ``rehearsal_progress`` event along its stage's span."""
-    start, end = STAGE_PROGRESS["rehearse"], STAGE_PROGRESS["train"]
 
     def answered(done: int, total: int) -> None:
         on_event(
@@ -219,7 +228,7 @@ def _rehearsal_events(on_event: EventSink) -> Callable[[int, int], None]:
                 "event": "rehearsal_progress",
                 "done": done,
                 "total": total,
-                "progress": round(start + (end - start) * done / total, 4),
+                "progress": _through("rehearse", done / total),
             }
         )
 
@@ -229,14 +238,11 @@ def _rehearsal_events(on_event: EventSink) -> Callable[[int, int], None]:
 def _training_events(on_event: EventSink) -> Callable[[dict[str, Any]], None]:
     """The trainer's events, named so they cannot be mistaken for the job's own, with progress."""
     renamed = {"start": "train_start", "done": "trained"}
-    span = STAGE_PROGRESS["export"] - STAGE_PROGRESS["train"]
 
     def forward(event: dict[str, Any]) -> None:
         event = {**event, "event": renamed.get(event["event"], event["event"])}
         if event["event"] == "step":
-            event["progress"] = round(
-                STAGE_PROGRESS["train"] + span * event["step"] / event["total_steps"], 4
-            )
+            event["progress"] = _through("train", event["step"] / event["total_steps"])
         on_event(event)
 
     return forward
@@ -310,8 +316,6 @@ class _EvaluationProgress:
         self.scored = 0
 
     def of(self, role: str, measure: str) -> Callable[[int, int], None]:
-        start, end = STAGE_PROGRESS["evaluate"], STAGE_PROGRESS["gate"]
-
         def scored(done: int, total: int) -> None:
             self.scored += 1
             self.on_event(
@@ -321,7 +325,7 @@ class _EvaluationProgress:
                     "set": measure,
                     "done": done,
                     "total": total,
-                    "progress": round(start + (end - start) * min(1.0, self.scored / self.answers), 4),
+                    "progress": _through("evaluate", self.scored / self.answers),
                 }
             )
 
