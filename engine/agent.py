@@ -22,7 +22,7 @@ from engine.catalog import Catalog, ModelEntry
 from engine.errors import AdapterError, UnderstudyError
 from engine.settings import Settings
 from engine.store import ModelCallRecord, Store, TurnRecord
-from engine.tool_calling import ToolEvent, ToolUse, use_tools
+from engine.tools.calling import ToolEvent, ToolUse, use_tools
 from engine.tuning import adapters
 
 if TYPE_CHECKING:

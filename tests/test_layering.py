@@ -21,7 +21,7 @@ def test_import_linter_contracts_hold():
 
 def test_importing_the_engine_and_the_cli_loads_no_heavy_library_and_no_qt():
     code = (
-        "import sys, app.cli, engine.agent, engine.catalog, engine.store, engine.bench, "
+        "import sys, app.main, engine.agent, engine.catalog, engine.store, engine.bench.decode, "
         "engine.backends.llama_cpp, engine.plugins; engine.plugins.backend_names(); "
         f"print(sorted(m for m in {(*HEAVY, 'PySide6')!r} if m in sys.modules))"
     )

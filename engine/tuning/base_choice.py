@@ -17,7 +17,7 @@ from engine import backends, catalog
 from engine.backends import Message
 from engine.catalog import Catalog, ModelEntry
 from engine.errors import TuningError
-from engine.tuning.base_model import SUPPORTED_ARCHITECTURES
+from engine.tuning.dequantise import SUPPORTED_ARCHITECTURES
 from engine.tuning.evaluation import TaskScore, evaluate_task
 
 ROLES = ("generalist", "specialist-base")

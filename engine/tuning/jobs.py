@@ -28,6 +28,8 @@ from engine.store import Store, utc_now
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
 KIND_TUNE = "tune"
+# How a tuning process that was cancelled exits (the shell's code for SIGINT), so its parent can tell.
+CANCELLED_EXIT_CODE = 130
 # How much later than the job's start a live process with its pid may have started (clock granularity).
 START_SLACK_SECONDS = 5.0
 

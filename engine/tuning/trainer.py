@@ -356,7 +356,7 @@ def load_trained(adapter_dir: Path, device: str = "cpu"):
 
 def base_folder(base_model_id: str, on_progress: Progress | None = None) -> Path:
     from engine import catalog
-    from engine.tuning.base_model import dequantised_base
+    from engine.tuning.dequantise import dequantised_base
 
     return dequantised_base(catalog.load_catalog().get(base_model_id), on_progress)
 

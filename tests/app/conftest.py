@@ -29,9 +29,9 @@ def python_heartbeat(qapp):
 @pytest.fixture(autouse=True)
 def no_worker_left_running():
     yield
-    if "app.qt_workers" not in sys.modules:
+    if "app.qt.workers" not in sys.modules:
         return
-    from app.qt_workers import job_pool
+    from app.qt.workers import job_pool
 
     assert job_pool().waitForDone(60_000), "a background job is still running after the test"
     assert job_pool().activeThreadCount() == 0
@@ -45,7 +45,7 @@ def window(qtbot):
     """The app's window as a user gets it, model loaded, with short greedy answers for speed."""
     from PySide6.QtWidgets import QApplication
 
-    from app.gui import build_window, start_background_work
+    from app.qt.app import build_window, start_background_work
     from engine.settings import Settings, save_settings
 
     save_settings(Settings(max_tokens=24, temperature=0.0))

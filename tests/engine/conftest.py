@@ -82,7 +82,7 @@ def fact_records() -> list[dict]:
 @pytest.fixture(scope="session")
 def smollm2_base(model_catalog) -> Path:
     """SmolLM2 dequantised to float by transformers (cached between runs in UNDERSTUDY_CACHE)."""
-    from engine.tuning.base_model import dequantised_base
+    from engine.tuning.dequantise import dequantised_base
 
     return dequantised_base(model_catalog.get("smollm2-135m-instruct"))
 

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from engine import redact as redact_module
+from engine.bench.redact import bench_redact
 from engine.errors import UnderstudyError
 from engine.redact import (
     Redaction,
@@ -17,7 +18,6 @@ from engine.redact import (
     redact_many,
     restore,
 )
-from engine.redact_bench import bench_redact
 
 
 def wide(text: str) -> str:

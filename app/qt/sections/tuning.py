@@ -1,0 +1,1353 @@
+"""The Tuning section: tasks and their datasets, a tuning job with live progress, the evaluation of
+every adapter with promote and roll back, the nightly schedule, and how long a job takes here.
+
+A job runs in its own process, ``understudy tune ... --now --json`` started with QProcess, so a crash
+or a kill of the trainer never hurts the app; its JSON lines become the progress bar, the loss chart
+and the figures as they arrive. Cancel sends the worker SIGTERM (what ``understudy tune cancel`` does):
+it stops between training steps and records the job as cancelled. Everything that reads or writes the
+database runs in a background job.
+
+While the app is open it also runs queued jobs: every ``run_due_interval_ms`` (10 minutes by default)
+it starts ``understudy tune run-due --json`` when a job is queued and none is running, and that command
+applies the schedule's window, idle and AC-power rules itself. With the app closed, a system timer has
+to call ``understudy tune run-due`` (see ``engine.tuning.scheduler``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QElapsedTimer, QObject, QProcess, Qt, QTime, QTimer, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QTimeEdit,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.qt.context import AppContext
+from app.qt.widgets.charts import QtTimeSeriesChart
+from app.qt.widgets.formatting import percent
+from app.qt.workers import run_in_background, thread_store
+from engine.tuning import jobs
+from engine.tuning.scheduler import ScheduleSettings
+
+if TYPE_CHECKING:
+    from engine.tuning.adapters import Adapter
+
+TASK_COLUMNS = ("Task", "Source", "Requests", "Dataset", "Active adapter", "Task score")
+ADAPTER_COLUMNS = (
+    "#", "Status", "Base model", "Created", "Task: base", "Task: candidate", "Task: active", "General",
+    "Gate", "Why",
+)  # fmt: skip
+JOB_COLUMNS = ("#", "Task", "Status", "Progress", "Created", "Outcome")
+STAGE_NAMES = {
+    "dataset": "Building the dataset",
+    "base": "Scoring the base model",
+    "rehearse": "Recording the base model's own answers for rehearsal",
+    "train": "Training",
+    "export": "Exporting the adapter",
+    "register": "Registering the adapter",
+    "evaluate": "Evaluating base, candidate and active adapter",
+    "gate": "Deciding whether to promote",
+}
+RUN_DUE_INTERVAL_MS = 10 * 60 * 1000
+KILL_AFTER_MS = 120_000  # a worker asked to stop that is still running then is killed
+SHUTDOWN_WAIT_MS = 15_000
+PROGRESS_STEPS = 1000
+STDERR_KEPT_CHARS = 8000
+# Before anything is measured here: default jobs (task and rehearsal rows) on SmolLM2-135M with 2 CPU
+# threads ran at 182-194 tokens/s on the development machine.
+DEFAULT_TOKENS_PER_SECOND = 180.0
+# A rough size of a chat record in tokens: its characters over four, plus what the chat template adds
+# (SmolLM2's adds its default system prompt: about 30 tokens a record, measured on a real run).
+CHARS_PER_TOKEN = 4
+TEMPLATE_TOKENS_PER_EXAMPLE = 30
+
+
+# What the section shows, read in a background job ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingSpeed:
+    """Tokens per second of training and where the figure comes from, in words."""
+
+    tokens_per_second: float
+    source: str
+    measured: bool
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """One task with its newest dataset, its active adapter and what training it would cost."""
+
+    id: int
+    label: str
+    source: str
+    requests: int
+    dataset_id: int | None = None
+    n_train: int | None = None
+    n_val: int | None = None
+    dataset_file: str | None = None  # the JSONL file the newest dataset was built from
+    active_adapter_id: int | None = None
+    active_score: float | None = None
+    last_job: dict[str, Any] | None = None
+    train_tokens: int | None = None
+    tokens_from: str = ""
+
+
+@dataclass(frozen=True)
+class TuningState:
+    tasks: list[TaskRow]
+    adapters: dict[int, list[Adapter]]
+    jobs: list[dict[str, Any]]
+    speed: TrainingSpeed
+    schedule: ScheduleSettings
+    next_window: datetime
+    window_open: bool
+    queued: int
+    schedule_problem: str | None = None
+
+
+def read_tuning_state(store) -> TuningState:
+    """Everything the section shows, from the database, the dataset files and the schedule."""
+    from engine.errors import TuningError
+    from engine.tuning import adapters, jobs
+    from engine.tuning.scheduler import in_window, load_schedule, next_window_start
+
+    recent_jobs = jobs.list_jobs(store, limit=50)
+    by_task: dict[int, list[Adapter]] = {}
+    for adapter in adapters.list_adapters(store):
+        by_task.setdefault(adapter.task_id, []).append(adapter)
+    tasks = [
+        _task_row(store, row, by_task.get(row["id"], []), recent_jobs)
+        for row in store.db.query(
+            "SELECT tasks.id, label, source, (SELECT COUNT(*) FROM turns WHERE cluster_id = tasks.id) "
+            "AS requests FROM tasks WHERE retired_utc IS NULL ORDER BY id"
+        )
+    ]
+    schedule_problem = None
+    try:
+        schedule = load_schedule()
+    except TuningError as error:
+        schedule, schedule_problem = ScheduleSettings(), str(error)
+    queued = next(iter(store.db.query("SELECT COUNT(*) AS n FROM jobs WHERE status = 'queued'")))["n"]
+    now = datetime.now().astimezone()
+    return TuningState(
+        tasks=tasks,
+        adapters=by_task,
+        jobs=recent_jobs,
+        speed=training_speed(recent_jobs, [a for listed in by_task.values() for a in listed]),
+        schedule=schedule,
+        next_window=next_window_start(now, schedule),
+        window_open=in_window(now, schedule),
+        queued=queued,
+        schedule_problem=schedule_problem,
+    )
+
+
+def _task_row(store, row: dict, task_adapters: list[Adapter], recent_jobs: list[dict]) -> TaskRow:
+    task_id = row["id"]
+    datasets = list(
+        store.db.query("SELECT * FROM datasets WHERE task_id = ? ORDER BY id DESC LIMIT 1", [task_id])
+    )
+    dataset = datasets[0] if datasets else None
+    source = json.loads(dataset["source_json"] or "{}") if dataset else {}
+    active = next((a for a in task_adapters if a.status == "active"), None)
+    trained = next((a for a in task_adapters if a.training.get("train_tokens")), None)
+    if trained is not None:
+        tokens, tokens_from = trained.training["train_tokens"], f"as many as adapter #{trained.id}'s run"
+    elif dataset is not None:
+        tokens, tokens_from = _dataset_tokens(Path(dataset["path"]) / "train.jsonl"), "from its dataset"
+    else:
+        tokens, tokens_from = _log_tokens(store, task_id), "estimated from its requests in the log"
+    return TaskRow(
+        id=task_id,
+        label=row["label"],
+        source=row["source"],
+        requests=row["requests"],
+        dataset_id=dataset["id"] if dataset else None,
+        n_train=dataset["n_train"] if dataset else None,
+        n_val=dataset["n_val"] if dataset else None,
+        dataset_file=source.get("file") if source.get("from") == "jsonl" else None,
+        active_adapter_id=active.id if active else None,
+        active_score=_task_scores(active)[1] if active else None,
+        last_job=next((job for job in recent_jobs if job["task_id"] == task_id), None),
+        train_tokens=tokens,
+        tokens_from=tokens_from,
+    )
+
+
+def _default_run_tokens(per_epoch: float) -> int:
+    """About how many tokens a default run trains on, from the task's tokens per epoch: its packed rows
+    for the default epochs (at least the minimum steps), each step with one packed row of rehearsal."""
+    from engine.tuning.trainer import TrainConfig, planned_steps
+
+    default = TrainConfig(base_model_id="", dataset_folder=Path(), output_dir=Path())
+    rows_per_epoch = max(1, math.ceil(per_epoch / default.batch_tokens))
+    steps = planned_steps(default, rows_per_epoch)
+    return round(steps * (per_epoch / rows_per_epoch + default.batch_tokens))
+
+
+def _dataset_tokens(train_file: Path) -> int | None:
+    """About how many tokens a default run on this dataset trains on."""
+    from engine.errors import TuningError
+    from engine.tuning.datasets import read_records
+
+    try:
+        records = read_records(train_file)
+    except (TuningError, OSError):
+        return None
+    characters = sum(len(message["content"]) for messages in records for message in messages)
+    per_epoch = characters / CHARS_PER_TOKEN + TEMPLATE_TOKENS_PER_EXAMPLE * len(records)
+    return _default_run_tokens(per_epoch)
+
+
+def _log_tokens(store, task_id: int) -> int | None:
+    row = next(
+        iter(
+            store.db.query(
+                "SELECT COUNT(*) AS n, SUM(LENGTH(user_text) + LENGTH(answer_text)) AS characters "
+                "FROM turns WHERE cluster_id = ? AND status = 'ok' AND replaced_by IS NULL",
+                [task_id],
+            )
+        )
+    )
+    if not row["n"]:
+        return None
+    per_epoch = row["characters"] / CHARS_PER_TOKEN + TEMPLATE_TOKENS_PER_EXAMPLE * row["n"]
+    return _default_run_tokens(per_epoch)
+
+
+def training_speed(recent_jobs: list[dict], known_adapters: list[Adapter]) -> TrainingSpeed:
+    """The newest measured training speed here: a finished job's, else an adapter's, else a default."""
+    for job in recent_jobs:
+        measured = ((job["result"] or {}).get("training") or {}).get("tokens_per_second")
+        if job["status"] == "succeeded" and measured:
+            return TrainingSpeed(measured, f"measured in job #{job['id']}", True)
+    for adapter in known_adapters:
+        measured = adapter.training.get("tokens_per_second")
+        if measured:
+            return TrainingSpeed(measured, f"measured training adapter #{adapter.id}", True)
+    return TrainingSpeed(
+        DEFAULT_TOKENS_PER_SECOND,
+        "not measured here yet; the usual speed of SmolLM2-135M on two CPU cores",
+        False,
+    )
+
+
+def how_long(task: TaskRow, speed: TrainingSpeed) -> str:
+    """A plain statement of how long tuning ``task`` takes on this machine."""
+    from engine.tuning.trainer import estimate_seconds
+
+    if not task.train_tokens:
+        return (
+            f"Task #{task.id} has nothing to train on yet: its requests need thumbs up (or answers the "
+            "user went on from), or add a dataset file."
+        )
+    seconds = estimate_seconds(task.train_tokens, speed.tokens_per_second)
+    return (
+        f"{_duration(seconds)} of training on this machine ({_number(speed.tokens_per_second)} tokens/s, "
+        f"{speed.source}; about {_number(task.train_tokens)} tokens, {task.tokens_from}). Scoring the base "
+        "and evaluating the new adapter add a few minutes."
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return "Under a minute"
+    minutes = int(seconds / 60 + 0.5)
+    if minutes < 90:
+        return f"About {minutes} minute{'s' if minutes != 1 else ''}"
+    return f"About {seconds / 3600:.1f} hours"
+
+
+def _number(value: float) -> str:
+    """Thousands split by a space, as people write them: 24 000."""
+    return f"{round(value):,}".replace(",", " ")
+
+
+def _task_scores(adapter: Adapter) -> tuple[float | None, float | None, float | None]:
+    """The task score of the base, the adapter itself and the adapter active when it was evaluated."""
+    task = adapter.evaluation.get("gate", {}).get("figures", {}).get("task", {})
+    return task.get("base"), task.get("candidate"), task.get("active")
+
+
+def _general_scores(adapter: Adapter) -> tuple[float | None, float | None]:
+    general = adapter.evaluation.get("gate", {}).get("figures", {}).get("general", {})
+    return general.get("base"), general.get("candidate")
+
+
+def _gate_verdict(adapter: Adapter) -> tuple[str, str]:
+    gate = adapter.evaluation.get("gate")
+    if not gate:
+        return "not evaluated", ""
+    return ("passed" if gate.get("promote") else "rejected"), "; ".join(gate.get("reasons", []))
+
+
+def worker_command(arguments: list[str]) -> tuple[str, list[str]]:
+    """The program and arguments that run ``understudy <arguments>`` with this very Python."""
+    script = Path(sys.executable).with_name("understudy")
+    if script.exists():
+        return str(script), arguments
+    return sys.executable, ["-m", "app", *arguments]
+
+
+# The worker process --------------------------------------------------------------------------------
+
+
+@dataclass
+class JobOutcome:
+    """How a worker process ended: ``status`` is succeeded, failed, cancelled or waiting (nothing ran)."""
+
+    status: str
+    job_id: int | None = None
+    message: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+class QtTuneProcess(QObject):
+    """One ``understudy tune ... --json`` process: each JSON line it prints is an ``event``, its end
+    an ``ended(JobOutcome)``. Nothing it does (crash, kill, garbage output) can raise in the app."""
+
+    event = Signal(object)
+    ended = Signal(object)
+
+    def __init__(self, arguments: list[str], parent: QObject | None = None):
+        super().__init__(parent)
+        self.job_id: int | None = None
+        self.stop_requested = False
+        self._buffer = b""
+        self._stderr = ""
+        self._last: dict[str, Any] | None = None  # the last done / cancelled / error event
+        self._ended = False
+        self.process = QProcess(self)
+        program, program_arguments = worker_command(arguments)
+        self.process.setProgram(program)
+        self.process.setArguments(program_arguments)
+        self.process.readyReadStandardOutput.connect(self._on_stdout)
+        self.process.readyReadStandardError.connect(self._on_stderr)
+        self.process.finished.connect(self._on_finished)
+        self.process.errorOccurred.connect(self._on_error)
+        self._kill_timer = QTimer(self)
+        self._kill_timer.setSingleShot(True)
+        self._kill_timer.timeout.connect(self.process.kill)
+
+    def start(self) -> None:
+        self.process.start()
+
+    def running(self) -> bool:
+        return self.process.state() != QProcess.ProcessState.NotRunning
+
+    def stop(self) -> None:
+        """Ask the worker to stop between two steps; kill it if it is still running much later.
+
+        SIGTERM waits until the worker has taken its job (its first event): only from then on does
+        it turn the signal into a recorded cancel instead of dying with the job still queued.
+        """
+        self.stop_requested = True
+        if self.job_id is not None and self.running():
+            self.process.terminate()
+            self._kill_timer.start(KILL_AFTER_MS)
+
+    def _on_stdout(self) -> None:
+        self._buffer += bytes(self.process.readAllStandardOutput().data())
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            self._take_line(line)
+
+    def _take_line(self, line: bytes) -> None:
+        try:
+            event = json.loads(line.decode("utf-8", errors="replace"))
+        except ValueError:
+            return  # not one of ours (a library printing to stdout)
+        if not isinstance(event, dict) or "event" not in event:
+            return
+        if self.job_id is None and isinstance(event.get("job_id"), int):
+            self.job_id = event["job_id"]
+            if self.stop_requested:
+                self.stop()
+        if event["event"] in ("done", "cancelled", "error"):
+            self._last = event
+        self.event.emit(event)
+
+    def _on_stderr(self) -> None:
+        text = bytes(self.process.readAllStandardError().data()).decode("utf-8", errors="replace")
+        self._stderr = (self._stderr + text)[-STDERR_KEPT_CHARS:]
+
+    def _on_error(self, error: QProcess.ProcessError) -> None:
+        if error == QProcess.ProcessError.FailedToStart:
+            self._end(
+                JobOutcome(
+                    "failed",
+                    message=f"Could not start the tuning process ({self.process.errorString()}).",
+                )
+            )
+
+    def _on_finished(self, exit_code: int, exit_status: QProcess.ExitStatus) -> None:
+        self._on_stdout()
+        if self._buffer.strip():
+            self._take_line(self._buffer)
+            self._buffer = b""
+        self._on_stderr()
+        self._end(self._outcome(exit_code, exit_status))
+
+    def _outcome(self, exit_code: int, exit_status: QProcess.ExitStatus) -> JobOutcome:
+        last = self._last or {}
+        if last.get("event") == "done":
+            return JobOutcome("succeeded", self.job_id, result=last)
+        if last.get("event") == "cancelled":
+            return JobOutcome("cancelled", self.job_id, last.get("message", ""))
+        if last.get("event") == "error":
+            return JobOutcome("failed", self.job_id, last.get("message", ""))
+        if exit_status == QProcess.ExitStatus.CrashExit:
+            how = (
+                "was stopped by force" if self.stop_requested else "stopped unexpectedly (killed or crashed)"
+            )
+            last_words = self._error_line()
+            return JobOutcome(
+                "failed",
+                self.job_id,
+                f"The tuning process {how}." + (f" It said: {last_words}" if last_words else ""),
+            )
+        if exit_code == 0:
+            return JobOutcome("waiting" if self.job_id is None else "succeeded", self.job_id)
+        if exit_code == jobs.CANCELLED_EXIT_CODE:
+            return JobOutcome("cancelled", self.job_id, "The tuning job was cancelled.")
+        return JobOutcome(
+            "failed",
+            self.job_id,
+            self._error_line() or f"The tuning process ended with exit code {exit_code}.",
+        )
+
+    def _error_line(self) -> str:
+        """The last error the worker wrote to stderr (click's "Error: ..." or an exception's last line),
+        not the progress bars libraries draw there."""
+        lines = self._stderr.replace("\r", "\n").splitlines()
+        return next((line.strip() for line in reversed(lines) if "Error" in line), "")
+
+    def _end(self, outcome: JobOutcome) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self._kill_timer.stop()
+        self.ended.emit(outcome)
+
+
+# The section ---------------------------------------------------------------------------------------
+
+
+class QtTuningSection(QWidget):
+    """Tune a specialist for a task, watch it train, read its evaluation, promote or roll back."""
+
+    title = "Tuning"
+    refreshed = Signal()
+    job_finished = Signal(object)  # JobOutcome, once the section shows the state after the job
+    adapters_changed = Signal(int)  # a task id whose active adapter changed: routers re-read
+    schedule_saved = Signal(object)  # ScheduleSettings
+
+    def __init__(self, context: AppContext, parent=None, run_due_interval_ms: int = RUN_DUE_INTERVAL_MS):
+        super().__init__(parent)
+        self.context = context
+        self.state: TuningState | None = None
+        self.worker: QtTuneProcess | None = None
+        # Passed to `understudy tune` as --steps and --base when set (tests, and people in a hurry).
+        self.train_steps: int | None = None
+        self.base_model: str | None = None
+        self.loss_points: list[tuple[float, float]] = []
+        self._worker_task_id: int | None = None
+        self._generation = 0
+        self._after_refresh: list = []
+        self._history_generation = 0
+        self._shown_schedule: ScheduleSettings | None = None
+
+        self.summary = QLabel("Reading the tasks…")
+        self.summary.setWordWrap(True)
+        self.summary.setAccessibleName("Tuning summary")
+
+        self.task_table = self._table(TASK_COLUMNS, "Tasks")
+        self.task_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.task_table.itemSelectionChanged.connect(self._on_task_selected)
+        self.tune_button = QPushButton("Tune now")
+        self.tune_button.setProperty("primary", "true")
+        self.tune_button.setAccessibleName("Tune the selected task now")
+        self.tune_button.clicked.connect(self.tune_now)
+        self.queue_button = QPushButton("Tune tonight")
+        self.queue_button.setAccessibleName("Queue the selected task for the nightly window")
+        self.queue_button.clicked.connect(self.queue_tonight)
+        self.add_dataset_button = QPushButton("Add a dataset file…")
+        self.add_dataset_button.setAccessibleName("Add a JSONL dataset file as a task")
+        self.add_dataset_button.setToolTip(
+            'A JSONL file with one {"messages": [...]} chat record per line (what `understudy logs export '
+            "--jsonl` writes); it becomes a task named after the file."
+        )
+        self.add_dataset_button.clicked.connect(self._on_add_dataset_clicked)
+        self.how_long_label = QLabel()
+        self.how_long_label.setWordWrap(True)
+        self.how_long_label.setAccessibleName("How long tuning takes")
+        task_buttons = QHBoxLayout()
+        task_buttons.addWidget(self.tune_button)
+        task_buttons.addWidget(self.queue_button)
+        task_buttons.addStretch(1)
+        task_buttons.addWidget(self.add_dataset_button)
+        task_panel = QWidget()
+        task_layout = QVBoxLayout(task_panel)
+        task_layout.setContentsMargins(0, 0, 0, 0)
+        task_layout.addWidget(self.task_table, 1)
+        task_layout.addLayout(task_buttons)
+        task_layout.addWidget(self.how_long_label)
+
+        self.stage_label = QLabel("No tuning job running.")
+        self.stage_label.setAccessibleName("Tuning stage")
+        self.stage_label.setWordWrap(True)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, PROGRESS_STEPS)
+        self.progress_bar.setAccessibleName("Tuning progress")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setAccessibleName("Cancel the tuning job")
+        self.cancel_button.clicked.connect(self.cancel_job)
+        self.speed_label = QLabel()
+        self.speed_label.setAccessibleName("Training speed and time left")
+        self.details_label = QLabel()
+        self.details_label.setWordWrap(True)
+        self.details_label.setAccessibleName("Tuning details")
+        self.loss_chart = QtTimeSeriesChart(
+            "Training loss", "line", "{:.3g}".format, x_format=lambda step: f"{step:g}",
+            empty_text="The loss per training step appears here",
+        )  # fmt: skip
+        progress_row = QHBoxLayout()
+        progress_row.addWidget(self.progress_bar, 1)
+        progress_row.addWidget(self.cancel_button)
+        job_panel = QWidget()
+        job_layout = QVBoxLayout(job_panel)
+        job_layout.setContentsMargins(8, 0, 0, 0)
+        job_layout.addWidget(self.stage_label)
+        job_layout.addLayout(progress_row)
+        job_layout.addWidget(self.speed_label)
+        job_layout.addWidget(self.loss_chart, 1)
+        job_layout.addWidget(self.details_label)
+
+        top = QSplitter(Qt.Orientation.Horizontal)
+        top.addWidget(task_panel)
+        top.addWidget(job_panel)
+        top.setStretchFactor(0, 3)
+        top.setStretchFactor(1, 2)
+
+        self.tabs = QTabWidget()
+        self.tabs.setAccessibleName("Evaluations, jobs and schedule")
+        self.tabs.addTab(self._evaluations_tab(), "Evaluations")
+        self.tabs.addTab(self._jobs_tab(), "Jobs")
+        self.tabs.addTab(self._schedule_tab(), "Schedule")
+
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(top)
+        splitter.addWidget(self.tabs)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.summary)
+        layout.addWidget(splitter, 1)
+
+        self.run_due_timer = QTimer(self)
+        self.run_due_timer.timeout.connect(self.run_due)
+        if run_due_interval_ms > 0:
+            self.run_due_timer.start(run_due_interval_ms)
+        self._update_controls()
+
+    def _table(self, columns: tuple[str, ...], name: str) -> QTableWidget:
+        table = QTableWidget(0, len(columns))
+        table.setAccessibleName(name)
+        table.setHorizontalHeaderLabels(columns)
+        table.verticalHeader().hide()
+        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        return table
+
+    def _evaluations_tab(self) -> QWidget:
+        self.adapter_table = self._table(ADAPTER_COLUMNS, "Adapters of the selected task")
+        self.adapter_table.horizontalHeader().setSectionResizeMode(
+            ADAPTER_COLUMNS.index("Why"), QHeaderView.ResizeMode.Stretch
+        )
+        for column, tip in (
+            ("Task: base", "The base model's score on the task's held-out examples."),
+            ("Task: candidate", "This adapter's score on the same examples."),
+            ("Task: active", "The score of the adapter that was active when this one was evaluated."),
+            ("General", "The general regression set: the base's score → with this adapter."),
+        ):
+            self.adapter_table.horizontalHeaderItem(ADAPTER_COLUMNS.index(column)).setToolTip(tip)
+        self.adapter_table.itemSelectionChanged.connect(self._update_controls)
+        self.promote_button = QPushButton("Promote")
+        self.promote_button.setAccessibleName("Make the selected adapter serve its task")
+        self.promote_button.clicked.connect(self._on_promote_clicked)
+        self.rollback_button = QPushButton("Roll back")
+        self.rollback_button.setAccessibleName("Go back to the task's previous adapter or its base model")
+        self.rollback_button.clicked.connect(self._on_rollback_clicked)
+        self.verdict_label = QLabel()
+        self.verdict_label.setWordWrap(True)
+        self.verdict_label.setAccessibleName("The selected adapter's gate verdict")
+        self.verdict_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.verdict_label, 1)
+        buttons.addWidget(self.promote_button)
+        buttons.addWidget(self.rollback_button)
+        tab = QWidget()
+        layout = QVBoxLayout(tab)
+        layout.addWidget(self.adapter_table, 1)
+        layout.addLayout(buttons)
+        return tab
+
+    def _jobs_tab(self) -> QWidget:
+        self.job_table = self._table(JOB_COLUMNS, "Tuning jobs")
+        self.job_table.horizontalHeader().setSectionResizeMode(
+            JOB_COLUMNS.index("Outcome"), QHeaderView.ResizeMode.Stretch
+        )
+        self.job_table.itemSelectionChanged.connect(self._update_controls)
+        self.cancel_selected_button = QPushButton("Cancel job")
+        self.cancel_selected_button.setAccessibleName("Cancel the selected queued or running job")
+        self.cancel_selected_button.clicked.connect(self._on_cancel_selected_clicked)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.cancel_selected_button)
+        tab = QWidget()
+        layout = QVBoxLayout(tab)
+        layout.addWidget(self.job_table, 1)
+        layout.addLayout(buttons)
+        return tab
+
+    def _schedule_tab(self) -> QWidget:
+        self.window_start_edit = QTimeEdit()
+        self.window_start_edit.setDisplayFormat("HH:mm")
+        self.window_start_edit.setAccessibleName("Tuning window starts")
+        self.window_end_edit = QTimeEdit()
+        self.window_end_edit.setDisplayFormat("HH:mm")
+        self.window_end_edit.setAccessibleName("Tuning window ends")
+        self.idle_check = QCheckBox("Only when the machine is idle")
+        self.idle_check.setAccessibleName("Wait until the machine is idle")
+        self.ac_check = QCheckBox("Only on AC power")
+        self.ac_check.setAccessibleName("Wait for AC power")
+        self.save_schedule_button = QPushButton("Save schedule")
+        self.save_schedule_button.setAccessibleName("Save the tuning schedule")
+        self.save_schedule_button.clicked.connect(self.save_schedule)
+        self.next_window_label = QLabel()
+        self.next_window_label.setAccessibleName("Next tuning window")
+        self.next_window_label.setWordWrap(True)
+        window = QHBoxLayout()
+        window.addWidget(self.window_start_edit)
+        window.addWidget(QLabel("to"))
+        window.addWidget(self.window_end_edit)
+        window.addStretch(1)
+        form = QFormLayout()
+        form.addRow("Nightly window (local time)", window)
+        form.addRow("", self.idle_check)
+        form.addRow("", self.ac_check)
+        save_row = QHBoxLayout()
+        save_row.addWidget(self.save_schedule_button)
+        save_row.addStretch(1)
+        form.addRow("", save_row)
+        note = QLabel(
+            "Tune tonight queues a job for this window. While the app is open it checks every "
+            f"{RUN_DUE_INTERVAL_MS // 60_000} minutes and starts a queued job when the window, idle and "
+            f"power rules allow, so leave it open (minimised is fine) for the night."
+        )
+        note.setWordWrap(True)
+        note.setObjectName("messageFooter")
+        tab = QWidget()
+        layout = QVBoxLayout(tab)
+        layout.addLayout(form)
+        layout.addWidget(self.next_window_label)
+        layout.addWidget(note)
+        layout.addStretch(1)
+        return tab
+
+    # Reading ------------------------------------------------------------------------------------------
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.refresh()
+
+    def refresh(self, then=None) -> None:
+        """Read everything again in the background; ``then()`` runs once it is shown."""
+        self._generation += 1
+        generation = self._generation
+        if then is not None:
+            self._after_refresh.append(then)
+
+        def shown(state: TuningState) -> None:
+            if generation == self._generation:
+                self._show(state)
+
+        def failed(message: str) -> None:
+            self.context.notify_error(message)
+            if generation == self._generation:
+                self._run_after_refresh()
+
+        run_in_background(lambda: read_tuning_state(thread_store()), shown, failed)
+
+    def _run_after_refresh(self) -> None:
+        waiting, self._after_refresh = self._after_refresh, []
+        for then in waiting:
+            then()
+
+    def _show(self, state: TuningState) -> None:
+        selected = self.selected_task_id()
+        self.state = state
+        self.task_table.setRowCount(len(state.tasks))
+        for row, task in enumerate(state.tasks):
+            self._fill_task_row(row, task)
+        rows = [row for row, task in enumerate(state.tasks) if task.id == selected]
+        if rows:
+            self.task_table.selectRow(rows[0])
+        elif state.tasks and selected is None:
+            self.task_table.selectRow(0)
+        self._show_jobs(state.jobs)
+        self._show_schedule(state)
+        self._on_task_selected()
+        self._show_summary(state)
+        self.refreshed.emit()
+        self._run_after_refresh()
+
+    def _show_summary(self, state: TuningState) -> None:
+        specialists = sum(task.active_adapter_id is not None for task in state.tasks)
+        running = self._external_running_job()
+        parts = [f"{len(state.tasks)} tasks, {specialists} served by a specialist"]
+        if state.queued:
+            parts.append(
+                f"{state.queued} job{'s' if state.queued != 1 else ''} queued for the nightly window"
+            )
+        if running is not None:
+            parts.append(
+                f"job #{running['id']} is running in another process ({running['progress'] * 100:.0f}%)"
+            )
+        if not state.tasks:
+            parts = ["No tasks yet: Discover tasks in Insights, or add a dataset file"]
+        self.summary.setText(" · ".join(parts) + ".")
+
+    def _fill_task_row(self, row: int, task: TaskRow) -> None:
+        dataset = "not built" if task.n_train is None else f"{task.n_train} train / {task.n_val} val"
+        cells = (
+            f"#{task.id} {task.label}",
+            task.source,
+            str(task.requests),
+            dataset,
+            "base model" if task.active_adapter_id is None else f"#{task.active_adapter_id}",
+            percent(task.active_score) if task.active_adapter_id is not None else "",
+        )
+        for column, text in enumerate(cells):
+            item = QTableWidgetItem(text)
+            item.setData(Qt.ItemDataRole.UserRole, task.id)
+            if column >= 2:
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.task_table.setItem(row, column, item)
+        if task.dataset_file:
+            self.task_table.item(row, TASK_COLUMNS.index("Dataset")).setToolTip(f"From {task.dataset_file}")
+
+    def selected_task_id(self) -> int | None:
+        items = self.task_table.selectedItems()
+        return items[0].data(Qt.ItemDataRole.UserRole) if items else None
+
+    def selected_task(self) -> TaskRow | None:
+        task_id = self.selected_task_id()
+        if self.state is None or task_id is None:
+            return None
+        return next((task for task in self.state.tasks if task.id == task_id), None)
+
+    def select_task(self, task_id: int) -> None:
+        for row in range(self.task_table.rowCount()):
+            if self.task_table.item(row, 0).data(Qt.ItemDataRole.UserRole) == task_id:
+                self.task_table.selectRow(row)
+
+    def _on_task_selected(self) -> None:
+        task = self.selected_task()
+        self._show_adapters(
+            [] if task is None or self.state is None else self.state.adapters.get(task.id, [])
+        )
+        if task is None:
+            self.how_long_label.setText("Select a task to see how long tuning it takes here.")
+        else:
+            self.how_long_label.setText(how_long(task, self.state.speed))
+        if self.worker is None:
+            self._show_last_job(task)
+        self._update_controls()
+
+    def _show_adapters(self, listed: list[Adapter]) -> None:
+        selected = self.selected_adapter()
+        self.adapter_table.setRowCount(len(listed))
+        for row, adapter in enumerate(listed):
+            base, candidate, active = _task_scores(adapter)
+            general_base, general_candidate = _general_scores(adapter)
+            general = (
+                "" if general_base is None else f"{percent(general_base)} → {percent(general_candidate)}"
+            )
+            verdict, reasons = _gate_verdict(adapter)
+            cells = (
+                f"#{adapter.id}",
+                adapter.status,
+                adapter.base_model_id,
+                _local_time(adapter.created_utc),
+                "" if base is None else percent(base),
+                "" if candidate is None else percent(candidate),
+                "" if active is None else percent(active),
+                general,
+                verdict,
+                reasons,
+            )
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, adapter.id)
+                if column == ADAPTER_COLUMNS.index("Why"):
+                    item.setToolTip(reasons)
+                self.adapter_table.setItem(row, column, item)
+            if selected is not None and adapter.id == selected.id:
+                self.adapter_table.selectRow(row)
+        if listed and self.selected_adapter() is None:
+            self.adapter_table.selectRow(0)  # the newest: what the last job made
+
+    def selected_adapter(self) -> Adapter | None:
+        items = self.adapter_table.selectedItems()
+        task = self.selected_task()
+        if not items or task is None or self.state is None:
+            return None
+        adapter_id = items[0].data(Qt.ItemDataRole.UserRole)
+        return next((a for a in self.state.adapters.get(task.id, []) if a.id == adapter_id), None)
+
+    def select_adapter(self, adapter_id: int) -> None:
+        for row in range(self.adapter_table.rowCount()):
+            if self.adapter_table.item(row, 0).data(Qt.ItemDataRole.UserRole) == adapter_id:
+                self.adapter_table.selectRow(row)
+
+    def _show_jobs(self, listed: list[dict[str, Any]]) -> None:
+        labels = {task.id: task.label for task in self.state.tasks} if self.state else {}
+        self.job_table.setRowCount(len(listed))
+        for row, job in enumerate(listed):
+            outcome = job["error"] or ""
+            if job["result"]:
+                outcome = f"adapter #{job['result']['adapter_id']} {job['result']['status']}"
+            what = labels.get(job["task_id"]) or Path(job["args"].get("dataset_file") or "").name
+            cells = (
+                f"#{job['id']}",
+                f"#{job['task_id']} {what}" if job["task_id"] else what or str(job["args"].get("task") or ""),
+                job["status"],
+                f"{job['progress'] * 100:.0f}%",
+                _local_time(job["created_utc"]),
+                outcome,
+            )
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, job["id"])
+                if column == JOB_COLUMNS.index("Outcome"):
+                    item.setToolTip(outcome)
+                self.job_table.setItem(row, column, item)
+
+    def selected_job(self) -> dict[str, Any] | None:
+        items = self.job_table.selectedItems()
+        if not items or self.state is None:
+            return None
+        job_id = items[0].data(Qt.ItemDataRole.UserRole)
+        return next((job for job in self.state.jobs if job["id"] == job_id), None)
+
+    def job_status(self, job_id: int) -> str | None:
+        """The status shown for ``job_id`` in the Jobs tab."""
+        for row in range(self.job_table.rowCount()):
+            if self.job_table.item(row, 0).data(Qt.ItemDataRole.UserRole) == job_id:
+                return self.job_table.item(row, JOB_COLUMNS.index("Status")).text()
+        return None
+
+    def _external_running_job(self) -> dict[str, Any] | None:
+        """A job running in a process this section did not start (the command line, a timer)."""
+        if self.state is None:
+            return None
+        ours = self.worker.job_id if self.worker is not None else None
+        return next((j for j in self.state.jobs if j["status"] == "running" and j["id"] != ours), None)
+
+    def _show_last_job(self, task: TaskRow | None) -> None:
+        """With no job running here, show the selected task's last job and its loss curve."""
+        job = None if task is None else task.last_job
+        if job is None:
+            self.stage_label.setText("No tuning job running.")
+            self.progress_bar.setValue(0)
+            self.speed_label.setText("")
+            self.details_label.setText("")
+            self.loss_chart.set_series([])
+            return
+        outcome = job["status"]
+        if job["result"]:
+            result = job["result"]
+            verdict = "promoted" if result.get("promoted") else "rejected by the gate"
+            outcome = f"{outcome}: adapter #{result['adapter_id']} {verdict}"
+        self.stage_label.setText(f"Last job for this task: #{job['id']}, {outcome}.")
+        self.progress_bar.setValue(round(job["progress"] * PROGRESS_STEPS))
+        if job["status"] == "cancelled":
+            self.details_label.setText("Stopped on request; Tune now continues from its last checkpoint.")
+        else:
+            self.details_label.setText(job["error"] or "")
+        self._history_generation += 1
+        generation = self._history_generation
+
+        def read() -> list[dict[str, Any]]:
+            from engine.tuning.jobs import read_log
+
+            return read_log(job)
+
+        def shown(events: list[dict[str, Any]]) -> None:
+            if generation != self._history_generation or self.worker is not None:
+                return
+            steps = [event for event in events if event.get("event") == "step"]
+            self.loss_points = [(event["step"], event["loss"]) for event in steps]
+            self.loss_chart.set_series(self.loss_points)
+            if steps:
+                last = steps[-1]
+                self.speed_label.setText(
+                    f"Trained {last['step']} of {last['total_steps']} steps at "
+                    f"{_number(last['tokens_per_second'])} tokens/s; last loss {last['loss']:.3g}."
+                )
+            else:
+                self.speed_label.setText("")
+
+        run_in_background(read, shown, self.context.notify_error)
+
+    def _show_schedule(self, state: TuningState) -> None:
+        schedule = state.schedule
+        if schedule != self._shown_schedule:  # a refresh keeps edits not saved yet
+            self._shown_schedule = schedule
+            self.window_start_edit.setTime(QTime.fromString(schedule.window_start, "HH:mm"))
+            self.window_end_edit.setTime(QTime.fromString(schedule.window_end, "HH:mm"))
+            self.idle_check.setChecked(schedule.require_idle)
+            self.ac_check.setChecked(schedule.require_ac_power)
+        queued = f" {state.queued} job{'s' if state.queued != 1 else ''} queued." if state.queued else ""
+        problem = f" {state.schedule_problem}" if state.schedule_problem else ""
+        window = f"{schedule.window_start}-{schedule.window_end}"
+        if state.window_open:
+            opens = f"The tuning window {window} is open now."
+        else:
+            opens = f"The tuning window {window} next opens {state.next_window:%A %d %B, %H:%M}."
+        self.next_window_label.setText(f"{opens}{queued}{problem}")
+
+    def _update_controls(self) -> None:
+        task = self.selected_task()
+        busy = self.worker is not None or self._external_running_job() is not None
+        self.tune_button.setEnabled(task is not None and not busy)
+        self.tune_button.setToolTip(
+            "A tuning job is running; one runs at a time." if busy else "Start tuning the selected task now."
+        )
+        self.queue_button.setEnabled(task is not None)
+        self.cancel_button.setVisible(busy)
+        self.cancel_button.setEnabled(busy and not (self.worker is not None and self.worker.stop_requested))
+        adapter = self.selected_adapter()
+        if adapter is None and not self.adapter_table.rowCount():
+            self.verdict_label.setText("No adapter for this task yet: Tune now trains one.")
+        elif adapter is None:
+            self.verdict_label.setText("Select an adapter to read why the gate passed or rejected it.")
+        else:
+            verdict, reasons = _gate_verdict(adapter)
+            self.verdict_label.setText(
+                f"Adapter #{adapter.id} {verdict}" + (f": {reasons}." if reasons else ".")
+            )
+        self.promote_button.setEnabled(adapter is not None and adapter.status != "active")
+        self.rollback_button.setEnabled(task is not None and task.active_adapter_id is not None)
+        job = self.selected_job()
+        self.cancel_selected_button.setEnabled(job is not None and job["status"] in ("queued", "running"))
+
+    # Tuning ---------------------------------------------------------------------------------------------
+
+    def tune_now(self) -> None:
+        """Start ``understudy tune --task ID --now --json`` for the selected task in a worker process."""
+        task = self.selected_task()
+        if task is None or self.worker is not None:
+            return
+        arguments = ["tune", "--task", str(task.id)]
+        if task.dataset_file and Path(task.dataset_file).exists():
+            arguments += ["--dataset", task.dataset_file]
+        # After a cancel, training continues from its last checkpoint (a fresh start if there is none).
+        resume = task.last_job is not None and task.last_job["status"] == "cancelled"
+        if resume:
+            arguments.append("--resume")
+        arguments += [*self._training_options(), "--now", "--json"]
+        self._start_worker(arguments, task.id)
+        doing = "Resuming" if resume else "Starting"
+        self.stage_label.setText(f"{doing} tuning #{task.id} {task.label}…")
+
+    def _training_options(self) -> list[str]:
+        options = []
+        if self.train_steps is not None:
+            options += ["--steps", str(self.train_steps)]
+        if self.base_model is not None:
+            options += ["--base", self.base_model]
+        return options
+
+    def run_due(self) -> None:
+        """Start ``understudy tune run-due`` when a job is queued and nothing runs (the timer's tick)."""
+        if self.worker is not None:
+            return
+
+        def queued() -> bool:
+            from engine.tuning import jobs
+
+            store = thread_store()
+            return jobs.next_queued(store) is not None and not jobs.running(store)
+
+        def start(any_queued: bool) -> None:
+            if any_queued and self.worker is None:
+                self._start_worker(["tune", "run-due", "--json"], None)
+
+        run_in_background(queued, start, self.context.notify_error)
+
+    def _start_worker(self, arguments: list[str], task_id: int | None) -> None:
+        self.worker = QtTuneProcess(arguments, self)
+        self.worker.event.connect(self._on_event)
+        self.worker.ended.connect(self._on_ended)
+        self._worker_task_id = task_id
+        self.loss_points = []
+        self._history_generation += 1  # a history being read is now out of date
+        if task_id is not None:
+            self.loss_chart.set_series([])
+            self.progress_bar.setValue(0)
+            self.speed_label.setText("")
+            self.details_label.setText("")
+        self.worker.start()
+        self._update_controls()
+
+    def cancel_job(self) -> None:
+        """Stop the running job between two training steps (it is recorded as cancelled)."""
+        if self.worker is not None:
+            self.worker.stop()
+            self.stage_label.setText("Stopping after the current step…")
+            self._update_controls()
+            return
+        running = self._external_running_job()
+        if running is not None:
+            self._cancel_in_background(running["id"])
+
+    def _on_cancel_selected_clicked(self) -> None:
+        job = self.selected_job()
+        if job is None:
+            return
+        if self.worker is not None and job["id"] == self.worker.job_id:
+            self.cancel_job()
+        else:
+            self._cancel_in_background(job["id"])
+
+    def _cancel_in_background(self, job_id: int) -> None:
+        def cancel() -> dict[str, Any]:
+            from engine.tuning import jobs
+
+            return jobs.cancel(thread_store(), job_id)
+
+        def done(job: dict[str, Any]) -> None:
+            if job["status"] == "running":
+                self.context.notify_info(f"Asked job #{job_id} to stop; it stops after the current step.")
+            else:
+                self.context.notify_info(f"Job #{job_id} is {job['status']}.")
+            self.refresh()
+
+        run_in_background(cancel, done, self.context.notify_error)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "dataset" and self._worker_task_id is None:
+            self._worker_task_id = event["task_id"]  # a queued job run by the timer
+            self.loss_chart.set_series([])
+        if "progress" in event:
+            self.progress_bar.setValue(round(event["progress"] * PROGRESS_STEPS))
+        stopping = self.worker is not None and self.worker.stop_requested
+        if kind == "stage" and not stopping:
+            self.stage_label.setText(
+                f"Job #{event.get('job_id')}{self._worker_task_name()}: "
+                f"{STAGE_NAMES.get(event['stage'], event['stage'])}…"
+            )
+        elif kind == "dataset":
+            self.details_label.setText(
+                f"Dataset: {event['n_train']} training and {event['n_val']} validation examples."
+            )
+        elif kind == "dequantise":
+            self.speed_label.setText(
+                "Preparing the base model for training (once per model, about a minute)…"
+            )
+        elif kind == "base":
+            scores = event["scores"]
+            if len(scores) == 1:
+                how = "chosen" if event["how"] == "--base" else "the only one that fits"
+                measured = f"{how}; {percent(scores[event['model_id']])} zero-shot on the task"
+            else:
+                measured = "best zero-shot score: " + ", ".join(
+                    f"{model} {percent(score)}" for model, score in scores.items()
+                )
+            self.details_label.setText(f"Base model: {event['model_id']} ({measured}).")
+        elif kind == "rehearsal_progress":
+            self.speed_label.setText(
+                f"The base model answers everyday prompts, to rehearse them while training (once per "
+                f"model): {event['done']} of {event['total']}…"
+            )
+        elif kind == "train_start":
+            self.speed_label.setText(
+                f"Training {event['total_steps']} steps on {event['examples']} examples…"
+            )
+        elif kind == "step":
+            self.loss_points.append((event["step"], event["loss"]))
+            self.loss_chart.set_series(self.loss_points)
+            self.progress_bar.setFormat(f"%p% · step {event['step']} of {event['total_steps']}")
+            self.speed_label.setText(
+                f"Step {event['step']} of {event['total_steps']} · loss {event['loss']:.3g} · "
+                f"{_number(event['tokens_per_second'])} tokens/s · "
+                f"about {_seconds(event['eta_seconds'])} left"
+            )
+        elif kind == "eval":
+            self.progress_bar.resetFormat()
+            general = event["general"]
+            general_text = "" if general is None else f", general set {percent(general['score'])}"
+            self.details_label.setText(
+                f"{event['role'].capitalize()}: task {percent(event['task']['score'])}{general_text}."
+            )
+        elif kind == "gate":
+            verdict = "promoted" if event["promote"] else "rejected"
+            self.details_label.setText(
+                f"Adapter #{event['adapter_id']} {verdict}: " + "; ".join(event["reasons"])
+            )
+        elif kind == "warning":
+            self.context.notify_info(f"Tuning: {event['message']}")
+
+    def _worker_task_name(self) -> str:
+        task = None
+        if self.state is not None and self._worker_task_id is not None:
+            task = next((task for task in self.state.tasks if task.id == self._worker_task_id), None)
+        return "" if task is None else f" (#{task.id} {task.label})"
+
+    def _on_ended(self, outcome: JobOutcome) -> None:
+        worker, self.worker = self.worker, None
+        self._worker_task_id = None
+        if worker is not None:
+            worker.deleteLater()
+        self.progress_bar.resetFormat()
+        if outcome.status == "waiting":
+            self.refresh()
+            return
+        job = f"Tuning job #{outcome.job_id}" if outcome.job_id is not None else "The tuning job"
+        if outcome.status == "succeeded":
+            result = outcome.result
+            if result.get("promoted"):
+                message = (
+                    f"{job} finished: adapter #{result['adapter_id']} now serves task #{result['task_id']}."
+                )
+            else:
+                message = (
+                    f"{job} finished, but adapter #{result.get('adapter_id')} did not pass the gate: "
+                    + "; ".join(result.get("reasons", []))
+                )
+            self.stage_label.setText(message)
+            self.context.notify_info(message)
+            if result.get("promoted"):
+                self.adapters_changed.emit(result["task_id"])
+        elif outcome.status == "cancelled":
+            message = f"{job} was cancelled; Tune now continues its training from the last checkpoint."
+            self.stage_label.setText(message)
+            self.context.notify_info(message)
+        else:
+            self.stage_label.setText(f"{job} failed.")
+            self.details_label.setText(outcome.message)
+            self.context.notify_error(f"{job} failed: {outcome.message}")
+        self.refresh(then=lambda: self.job_finished.emit(outcome))
+
+    def queue_tonight(self) -> None:
+        """Queue the selected task for the nightly window (what ``understudy tune --task ID`` does)."""
+        task = self.selected_task()
+        if task is None:
+            return
+        dataset_file = task.dataset_file if task.dataset_file and Path(task.dataset_file).exists() else None
+        train = {"max_steps": self.train_steps} if self.train_steps is not None else {}
+
+        def queue() -> dict[str, Any]:
+            from engine.tuning import jobs
+            from engine.tuning.pipeline import TuneRequest
+
+            request = TuneRequest(
+                task=task.id,
+                dataset_file=dataset_file and Path(dataset_file),
+                base=self.base_model,
+                train=train,
+            )
+            request.check()
+            return jobs.create(thread_store(), jobs.KIND_TUNE, request.as_args())
+
+        def queued(job: dict[str, Any]) -> None:
+            if self.state is not None and self.state.window_open and self.run_due_timer.isActive():
+                minutes = max(1, self.run_due_timer.interval() // 60_000)
+                when = f"the window is open, so it starts at the app's next check (within {minutes} minutes)"
+            elif self.state is not None:
+                when = f"it runs when the window opens, {self.state.next_window:%A %H:%M}"
+            else:
+                when = "it runs in the nightly window"
+            self.context.notify_info(f"Job #{job['id']} for task #{task.id} is queued; {when}.")
+            self.refresh()
+
+        run_in_background(queue, queued, self.context.notify_error)
+
+    def _on_add_dataset_clicked(self) -> None:
+        path, _chosen = QFileDialog.getOpenFileName(
+            self, "Add a dataset file", str(Path.home()), "Chat records (*.jsonl);;All files (*)"
+        )
+        if path:
+            self.add_dataset(Path(path))
+
+    def add_dataset(self, path: Path) -> None:
+        """Make a task of a JSONL file of chat records (named after the file) and build its dataset."""
+        path = Path(path)
+
+        def build() -> tuple[int, int, int]:
+            from engine.tuning.datasets import build_from_jsonl, named_task
+
+            store = thread_store()
+            task_id = named_task(store, path.stem.replace("_", " "), source="dataset")
+            dataset = build_from_jsonl(store, path, task_id=task_id)
+            return task_id, dataset.n_train, dataset.n_val
+
+        def built(result: tuple[int, int, int]) -> None:
+            task_id, n_train, n_val = result
+            self.context.notify_info(
+                f"{path.name} is task #{task_id}: {n_train} training and {n_val} validation examples. "
+                "Press Tune now to train it."
+            )
+            self.refresh(then=lambda: self.select_task(task_id))
+
+        run_in_background(build, built, self.context.notify_error)
+
+    # Promote and roll back ----------------------------------------------------------------------------
+
+    def _on_promote_clicked(self) -> None:
+        adapter = self.selected_adapter()
+        if adapter is None:
+            return
+        force = False
+        if not adapter.gate_passed:
+            _verdict, reasons = _gate_verdict(adapter)
+            answer = QMessageBox.question(
+                self,
+                f"Promote adapter #{adapter.id} anyway?",
+                f"Adapter #{adapter.id} did not pass the evaluation gate"
+                + (f":\n\n{reasons}" if reasons else " (it was never evaluated).")
+                + "\n\nServe its task with it anyway?",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+            force = True
+        self.promote(adapter.id, force=force)
+
+    def promote(self, adapter_id: int, force: bool = False) -> None:
+        """Make ``adapter_id`` serve its task (``force``: even though it failed the gate)."""
+
+        def run() -> Adapter:
+            from engine.tuning import adapters
+
+            return adapters.promote(thread_store(), adapter_id, force=force)
+
+        def done(adapter: Adapter) -> None:
+            self.context.notify_info(f"Adapter #{adapter.id} now serves task #{adapter.task_id}.")
+            self.adapters_changed.emit(adapter.task_id)
+            self.refresh()
+
+        run_in_background(run, done, self.context.notify_error)
+
+    def _on_rollback_clicked(self) -> None:
+        task = self.selected_task()
+        if task is not None:
+            self.rollback(task.id)
+
+    def rollback(self, task_id: int) -> None:
+        """Retire the task's active adapter; the one before it (or the base model) serves again."""
+
+        def run() -> Adapter | None:
+            from engine.tuning import adapters
+
+            return adapters.rollback(thread_store(), task_id)
+
+        def done(now_active: Adapter | None) -> None:
+            if now_active is None:
+                self.context.notify_info(f"Task #{task_id} is back on its base model.")
+            else:
+                self.context.notify_info(f"Task #{task_id} is back on adapter #{now_active.id}.")
+            self.adapters_changed.emit(task_id)
+            self.refresh()
+
+        run_in_background(run, done, self.context.notify_error)
+
+    # Schedule -----------------------------------------------------------------------------------------
+
+    def save_schedule(self) -> None:
+        """Save the window and the conditions shown (validated by the engine) in the background."""
+        changes = {
+            "window_start": self.window_start_edit.time().toString("HH:mm"),
+            "window_end": self.window_end_edit.time().toString("HH:mm"),
+            "require_idle": self.idle_check.isChecked(),
+            "require_ac_power": self.ac_check.isChecked(),
+        }
+
+        def save() -> ScheduleSettings:
+            from engine.errors import TuningError
+            from engine.tuning.scheduler import load_schedule, save_schedule
+
+            try:
+                current = load_schedule()
+            except TuningError:
+                current = ScheduleSettings()  # a broken file is replaced by what the user chose
+            updated = current.with_changes(**changes)
+            save_schedule(updated)
+            return updated
+
+        def saved(schedule: ScheduleSettings) -> None:
+            self.context.notify_info(
+                f"Tuning window {schedule.window_start}-{schedule.window_end} saved"
+                f"{', waits for idle' if schedule.require_idle else ''}"
+                f"{', waits for AC power' if schedule.require_ac_power else ''}."
+            )
+            self.refresh(then=lambda: self.schedule_saved.emit(schedule))
+
+        run_in_background(save, saved, self.context.notify_error)
+
+    # Closing --------------------------------------------------------------------------------------------
+
+    def shut_down(self) -> None:
+        """The window is closing: stop a running job (recorded as cancelled; Tune now continues it)."""
+        self.run_due_timer.stop()
+        worker = self.worker
+        if worker is None:
+            return
+        worker.stop_requested = True
+        # Until the worker has taken its job, SIGTERM would leave the job queued for the night.
+        waited = QElapsedTimer()
+        waited.start()
+        while worker.job_id is None and worker.running() and waited.elapsed() < SHUTDOWN_WAIT_MS:
+            worker.process.waitForReadyRead(500)
+        worker.process.terminate()
+        if not worker.process.waitForFinished(SHUTDOWN_WAIT_MS):
+            worker.process.kill()
+            worker.process.waitForFinished(3000)
+
+
+def _local_time(utc_text: str) -> str:
+    """A stored UTC time as the user's clock shows it."""
+    return f"{datetime.fromisoformat(utc_text).astimezone():%Y-%m-%d %H:%M}"
+
+
+def _seconds(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"

@@ -1,0 +1,1 @@
+"""Widgets that more than one section shows: charts, tool cards, the provider form, notifications."""

@@ -1,0 +1,9 @@
+"""Every ``understudy bench`` measurement, each printing ratios measured side by side in one run.
+
+- ``decode``: Understudy's turn against raw llama-cpp-python (tokens/s, time to first token, logging).
+- ``redact``: redaction precision and recall per type on the labelled set in resources/.
+- ``route``: a routing decision's time against a real turn's time to first token.
+- ``swap``: switching a LoRA adapter on the loaded model against reloading the model.
+- ``tools``: tool choice and argument accuracy on the labelled requests.
+- ``train``: the packed LoRA trainer's tokens/s against a padded loop.
+"""
