@@ -23,6 +23,8 @@ DEFAULT_TASK_TYPE = "general"
 DEFAULT_MAX_TOKENS = 1024
 REQUEST_TIMEOUT_S = 60.0
 Decision = Literal["allow_once", "always", "deny"]
+EscalationStatus = Literal["pending", "approved", "denied", "sent", "partial", "failed"]
+DECIDABLE: tuple[EscalationStatus, ...] = ("pending", "failed", "partial")  # a retry needs consent again
 
 # Well-known OpenAI-compatible endpoints; prices change often, so they are left for the user to set.
 PRESETS: dict[str, tuple[str, str]] = {
@@ -178,6 +180,60 @@ def load_key(provider: str) -> str | None:
 # Escalations --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Escalation:
+    """One escalation as stored: the request, the user's decision and what came back.
+
+    The payload is the redacted request exactly as it would be (or was) sent; ``placeholders`` maps
+    each placeholder in it back to the user's original value, so it never leaves the machine.
+    """
+
+    id: int
+    conversation_id: int | None
+    turn_id: int | None  # the local turn it was asked from, when there is one
+    created_utc: str
+    status: EscalationStatus
+    reason: str
+    task_type: str
+    provider: str
+    model: str
+    user_text: str  # the request as the user typed it, before redaction
+    payload: dict[str, Any]
+    placeholders: dict[str, str]
+    estimated_cost_usd: float | None
+    decided_by: str | None
+    consent_utc: str | None
+    sent_utc: str | None
+    response_text: str | None  # the answer as it came, placeholders and all
+    restored_text: str | None  # the answer with the user's details put back
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float | None
+    error: str | None
+
+    @property
+    def decidable(self) -> bool:
+        """Whether the user may still approve or deny it (a failed or partial send can be retried)."""
+        return self.status in DECIDABLE
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable keys of `understudy escalations list|show --json`; never the placeholders."""
+        keys = (
+            "id", "status", "provider", "model", "reason", "task_type", "created_utc",
+            "estimated_cost_usd", "decided_by", "consent_utc", "sent_utc", "prompt_tokens",
+            "completion_tokens", "cost_usd", "error", "payload",
+        )  # fmt: skip
+        return {**{key: getattr(self, key) for key in keys}, "answer": self.restored_text}
+
+
+def _escalation(row: dict[str, Any]) -> Escalation:
+    """A stored row as a record, its JSON columns parsed."""
+    fields = dict(row)
+    payload = json.loads(fields.pop("payload_json"))
+    placeholders = json.loads(fields.pop("placeholders_json"))
+    return Escalation(**fields, payload=payload, placeholders=placeholders)
+
+
 @dataclass
 class SendResult:
     escalation_id: int
@@ -253,25 +309,23 @@ class Escalations:
                 },
             )
 
-    def get(self, escalation_id: int) -> dict[str, Any]:
+    def get(self, escalation_id: int) -> Escalation:
         rows = list(self.store.db.query("SELECT * FROM escalations WHERE id = ?", [escalation_id]))
         if not rows:
             raise EscalationError(
                 f"there is no escalation {escalation_id}; `understudy escalations list` shows them"
             )
-        row = dict(rows[0])
-        row["payload"] = json.loads(row.pop("payload_json"))
-        return row
+        return _escalation(rows[0])
 
-    def recent(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def recent(self, status: EscalationStatus | None = None, limit: int = 100) -> list[Escalation]:
+        """The newest escalations first, all of them or those with ``status``."""
         where, parameters = ("WHERE status = ?", [status]) if status else ("", [])
-        ids = [
-            row["id"]
+        return [
+            _escalation(row)
             for row in self.store.db.query(
-                f"SELECT id FROM escalations {where} ORDER BY id DESC LIMIT ?", [*parameters, limit]
+                f"SELECT * FROM escalations {where} ORDER BY id DESC LIMIT ?", [*parameters, limit]
             )
         ]
-        return [self.get(escalation_id) for escalation_id in ids]
 
     def total_spend(self) -> float:
         rows = list(self.store.db.query("SELECT COALESCE(SUM(cost_usd), 0) AS spend FROM escalations"))
@@ -279,7 +333,7 @@ class Escalations:
 
     def edit_payload(self, escalation_id: int, payload: dict[str, Any]) -> None:
         """Replace a pending payload with the user's edit; what is stored is what will be sent."""
-        if self.get(escalation_id)["status"] != "pending":
+        if self.get(escalation_id).status != "pending":
             raise EscalationError(f"escalation {escalation_id} is no longer pending; it can't be edited")
         if not isinstance(payload.get("messages"), list) or not payload.get("model"):
             raise EscalationError("an edited payload still needs 'model' and a list of 'messages'")
@@ -293,13 +347,13 @@ class Escalations:
     def decide(self, escalation_id: int, decision: Decision, decided_by: str = "user") -> None:
         """Record the user's consent (allow once / always for this task type) or denial."""
         escalation = self.get(escalation_id)
-        if escalation["status"] not in ("pending", "failed", "partial"):
+        if not escalation.decidable:
             raise EscalationError(
-                f"escalation {escalation_id} is already {escalation['status']}; nothing to decide"
+                f"escalation {escalation_id} is already {escalation.status}; nothing to decide"
             )
         if decision == "always":
             config = load_cloud_config()
-            pair = [escalation["provider"], escalation["task_type"]]
+            pair = [escalation.provider, escalation.task_type]
             if pair not in config.always_allowed:
                 config.always_allowed.append(pair)
                 save_cloud_config(config)
@@ -320,9 +374,9 @@ class Escalations:
         from engine.redact import restore
 
         escalation = self.get(escalation_id)
-        if escalation["status"] not in ("approved",):
+        if escalation.status != "approved":
             raise EscalationError(
-                f"escalation {escalation_id} is {escalation['status']}, not approved: nothing was sent"
+                f"escalation {escalation_id} is {escalation.status}, not approved: nothing was sent"
             )
         config = load_cloud_config()
         if config.local_only:
@@ -330,12 +384,12 @@ class Escalations:
                 f"local-only mode is on, so escalation {escalation_id} was not sent; turn it off with "
                 "`understudy cloud local-only off` and approve it again"
             )
-        provider = config.provider(escalation["provider"])
+        provider = config.provider(escalation.provider)
         pieces: list[str] = []
         usage = None
         error_message = None
         try:
-            for piece, chunk_usage in _stream_completion(provider, escalation["payload"], cancel):
+            for piece, chunk_usage in _stream_completion(provider, escalation.payload, cancel):
                 if chunk_usage is not None:
                     usage = chunk_usage
                 if piece:
@@ -344,16 +398,15 @@ class Escalations:
         except EscalationError as error:
             error_message = str(error)
         answer = "".join(pieces)
-        placeholders = json.loads(escalation["placeholders_json"])
-        restored = restore(answer, placeholders)
-        payload_text = json.dumps(escalation["payload"]["messages"], ensure_ascii=False)
+        restored = restore(answer, escalation.placeholders)
+        payload_text = json.dumps(escalation.payload["messages"], ensure_ascii=False)
         prompt_tokens = usage[0] if usage else len(payload_text) // 4
         completion_tokens = usage[1] if usage else len(answer) // 4
         cost = provider.cost(prompt_tokens, completion_tokens)
         status = "sent" if error_message is None else ("partial" if answer else "failed")
         turn = TurnRecord(
-            conversation_id=escalation["conversation_id"],
-            user_text=escalation["user_text"],
+            conversation_id=escalation.conversation_id,
+            user_text=escalation.user_text,
             model_id=f"{provider.name}:{provider.model}",
             answer_text=restored,
             route="cloud",
@@ -363,7 +416,7 @@ class Escalations:
                 ModelCallRecord(
                     model_id=f"{provider.name}:{provider.model}",
                     backend="openai_compatible",
-                    messages=escalation["payload"]["messages"],
+                    messages=escalation.payload["messages"],
                     response_text=answer,
                     prompt_tokens=prompt_tokens,
                     completion_tokens=completion_tokens,
@@ -390,9 +443,9 @@ class Escalations:
                     "teacher_examples",
                     {
                         "escalation_id": escalation_id,
-                        "task_type": escalation["task_type"],
-                        "request_text": escalation["user_text"],
-                        "payload_json": json.dumps(escalation["payload"], ensure_ascii=False),
+                        "task_type": escalation.task_type,
+                        "request_text": escalation.user_text,
+                        "payload_json": json.dumps(escalation.payload, ensure_ascii=False),
                         "answer_text": answer,
                         "created_utc": utc_now(),
                     },

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from app.cli.common import emit_json
+
+if TYPE_CHECKING:
+    from engine.escalation import Escalation
 
 
 @click.group()
@@ -93,17 +96,6 @@ def cloud_list(as_json: bool) -> None:
     click.echo(f"local-only: {'on' if config.local_only else 'off'}", err=True)
 
 
-def _escalation_record(escalation: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "id", "status", "provider", "model", "reason", "task_type", "created_utc", "estimated_cost_usd",
-        "decided_by", "consent_utc", "sent_utc", "prompt_tokens", "completion_tokens", "cost_usd", "error",
-    )  # fmt: skip
-    record = {key: escalation[key] for key in keys}
-    record["payload"] = escalation["payload"]
-    record["answer"] = escalation["restored_text"]
-    return record
-
-
 @click.group()
 def escalations() -> None:
     """Requests for the cloud: review, approve (which sends) or deny."""
@@ -120,17 +112,13 @@ def escalations_list(status: str | None, as_json: bool) -> None:
     service = Escalations(Store.open())
     for escalation in service.recent(status):
         if as_json:
-            emit_json(_escalation_record(escalation))
+            emit_json(escalation.to_dict())
         else:
-            cost = (
-                escalation["cost_usd"]
-                if escalation["cost_usd"] is not None
-                else escalation["estimated_cost_usd"]
-            )
+            cost = escalation.cost_usd if escalation.cost_usd is not None else escalation.estimated_cost_usd
             shown_cost = "?" if cost is None else f"${cost:.4f}"
             click.echo(
-                f"#{escalation['id']:<4} {escalation['status']:<8} {escalation['provider']:<12} "
-                f"{shown_cost:>9}  {escalation['user_text'][:60]}"
+                f"#{escalation.id:<4} {escalation.status:<8} {escalation.provider:<12} "
+                f"{shown_cost:>9}  {escalation.user_text[:60]}"
             )
     click.echo(f"total spent: ${service.total_spend():.4f}", err=True)
 
@@ -143,24 +131,24 @@ def escalations_show(escalation_id: int, as_json: bool) -> None:
     from engine.escalation import Escalations
     from engine.store import Store
 
-    record = _escalation_record(Escalations(Store.open()).get(escalation_id))
+    escalation = Escalations(Store.open()).get(escalation_id)
     if as_json:
-        emit_json(record)
+        emit_json(escalation.to_dict())
         return
-    _print_escalation(record)
+    _print_escalation(escalation)
 
 
-def _print_escalation(record: dict[str, Any]) -> None:
-    estimate = record["estimated_cost_usd"]
+def _print_escalation(escalation: Escalation) -> None:
+    estimate = escalation.estimated_cost_usd
     click.echo(
-        f"Escalation {record['id']} · {record['status']} · {record['provider']} ({record['model']}) · "
+        f"Escalation {escalation.id} · {escalation.status} · {escalation.provider} ({escalation.model}) · "
         f"estimated {'unknown' if estimate is None else f'${estimate:.4f}'}"
     )
-    click.echo(f"Reason: {record['reason']}")
+    click.echo(f"Reason: {escalation.reason}")
     click.echo("Exactly this would leave the machine:")
-    click.echo(json.dumps(record["payload"], indent=2, ensure_ascii=False))
-    if record["answer"]:
-        click.echo(f"Answer:\n{record['answer']}")
+    click.echo(json.dumps(escalation.payload, indent=2, ensure_ascii=False))
+    if escalation.restored_text:
+        click.echo(f"Answer:\n{escalation.restored_text}")
 
 
 @escalations.command("approve")
@@ -216,18 +204,18 @@ def escalate_prompt(agent, prompt: str, conversation_id: int | None, as_json: bo
     escalation_id = service.propose(
         messages, reason="asked with `understudy chat --escalate`", conversation_id=conversation_id
     )
-    record = _escalation_record(service.get(escalation_id))
-    if record["status"] == "pending":
+    escalation = service.get(escalation_id)
+    if escalation.status == "pending":
         if not sys.stdin.isatty():
             if as_json:
-                emit_json({"event": "escalation", **record})
+                emit_json({"event": "escalation", **escalation.to_dict()})
             else:
                 click.echo(
                     f"Escalation {escalation_id} is pending; nothing was sent. Review it with "
                     f"`understudy escalations show {escalation_id}`."
                 )
             return
-        _print_escalation(record)
+        _print_escalation(escalation)
         choice = click.prompt(
             "Send it? [o]nce / [a]lways for this task type / [d]eny",
             type=click.Choice(["o", "a", "d"]),

@@ -9,6 +9,7 @@ import pytest
 from engine.backends import drain
 from engine.escalation import (
     CloudConfig,
+    Escalation,
     EscalationError,
     Escalations,
     KeyringError,
@@ -32,12 +33,12 @@ def propose(escalations, text=PERSONAL, **extra) -> int:
 
 def test_a_proposal_is_pending_with_a_redacted_payload_and_an_estimate(cloud, escalations):
     escalation = escalations.get(propose(escalations))
-    assert escalation["status"] == "pending"
-    sent_text = escalation["payload"]["messages"][0]["content"]
+    assert escalation.status == "pending"
+    sent_text = escalation.payload["messages"][0]["content"]
     assert "jane.doe@example.com" not in sent_text and "7946" not in sent_text
     assert "[EMAIL_1]" in sent_text and "[PHONE_1]" in sent_text
-    assert escalation["payload"]["model"] == "stand-in"
-    assert escalation["estimated_cost_usd"] > 0
+    assert escalation.payload["model"] == "stand-in"
+    assert escalation.estimated_cost_usd > 0
     assert cloud.requests == []
 
 
@@ -57,7 +58,7 @@ def test_pending_sends_nothing(cloud, escalations):
 
 def test_approved_sends_exactly_the_previewed_payload_once(cloud, escalations):
     escalation_id = propose(escalations)
-    previewed = escalations.get(escalation_id)["payload"]
+    previewed = escalations.get(escalation_id).payload
     escalations.decide(escalation_id, "allow_once")
     pieces: list[str] = []
     result = drain(escalations.send(escalation_id), pieces.append)
@@ -67,16 +68,55 @@ def test_approved_sends_exactly_the_previewed_payload_once(cloud, escalations):
     assert result.status == "sent" and result.answer.strip()
     assert "".join(pieces).strip()
     stored = escalations.get(escalation_id)
-    assert stored["status"] == "sent" and stored["cost_usd"] > 0
-    assert stored["completion_tokens"] > 0
+    assert stored.status == "sent" and stored.cost_usd > 0
+    assert stored.completion_tokens > 0
     [teacher] = list(escalations.store.db.query("SELECT * FROM teacher_examples"))
     assert teacher["escalation_id"] == escalation_id and teacher["request_text"] == PERSONAL
     assert json.loads(teacher["payload_json"]) == previewed
 
 
+def test_a_sent_escalation_is_a_complete_typed_record_and_its_json_keeps_the_cli_keys(cloud, escalations):
+    escalation_id = propose(escalations)
+    escalations.decide(escalation_id, "allow_once")
+    result = drain(escalations.send(escalation_id))
+
+    stored = escalations.get(escalation_id)
+
+    assert isinstance(stored, Escalation) and stored.id == escalation_id
+    assert (stored.status, stored.decided_by, stored.provider, stored.model) == (
+        "sent", "user", "standin", "stand-in",
+    )  # fmt: skip
+    assert stored.user_text == PERSONAL and stored.reason == "asked by the user"
+    assert stored.placeholders["[EMAIL_1]"] == "jane.doe@example.com"
+    assert stored.restored_text == result.answer and stored.response_text
+    assert stored.conversation_id == result.conversation_id and stored.turn_id is None
+    assert stored.consent_utc and stored.sent_utc and stored.created_utc and stored.error is None
+    assert isinstance(stored.prompt_tokens, int) and isinstance(stored.cost_usd, float)
+    assert not stored.decidable
+    record = stored.to_dict()
+    assert list(record) == [
+        "id", "status", "provider", "model", "reason", "task_type", "created_utc", "estimated_cost_usd",
+        "decided_by", "consent_utc", "sent_utc", "prompt_tokens", "completion_tokens", "cost_usd", "error",
+        "payload", "answer",
+    ]  # fmt: skip
+    assert record["answer"] == result.answer and record["payload"] == stored.payload
+    assert "jane.doe@example.com" not in json.dumps(record["payload"])
+
+
+def test_recent_lists_records_newest_first_and_filters_by_status(cloud, escalations):
+    first, second = propose(escalations), propose(escalations, text="Say hi.")
+    escalations.decide(first, "deny")
+
+    assert [escalation.id for escalation in escalations.recent()] == [second, first]
+    [denied] = escalations.recent("denied")
+    assert denied == escalations.get(first) and not denied.decidable
+    assert escalations.recent("pending")[0].decidable
+    assert escalations.recent(limit=1)[0].id == second
+
+
 def test_an_edited_payload_is_what_is_sent(cloud, escalations):
     escalation_id = propose(escalations)
-    payload = escalations.get(escalation_id)["payload"]
+    payload = escalations.get(escalation_id).payload
     payload["messages"][0]["content"] = "Say hello."
     escalations.edit_payload(escalation_id, payload)
     escalations.decide(escalation_id, "allow_once")
@@ -101,9 +141,9 @@ def test_local_only_refuses_to_propose_and_to_send_even_when_approved(cloud, esc
 def test_always_for_a_task_type_approves_the_next_proposal_of_that_type(cloud, escalations):
     first = propose(escalations, task_type="translation")
     escalations.decide(first, "always")
-    assert escalations.get(propose(escalations, task_type="translation"))["status"] == "approved"
+    assert escalations.get(propose(escalations, task_type="translation")).status == "approved"
     other = escalations.get(propose(escalations, task_type="coding"))
-    assert other["status"] == "pending"
+    assert other.status == "pending"
 
 
 def test_a_dead_endpoint_is_a_clear_error_and_the_escalation_can_be_retried(cloud, escalations):
@@ -115,9 +155,9 @@ def test_a_dead_endpoint_is_a_clear_error_and_the_escalation_can_be_retried(clou
     escalations.decide(escalation_id, "allow_once")
     with pytest.raises(EscalationError, match="could not reach standin.*Retry with"):
         drain(escalations.send(escalation_id))
-    assert escalations.get(escalation_id)["status"] == "failed"
+    assert escalations.get(escalation_id).status == "failed"
     escalations.decide(escalation_id, "allow_once")
-    assert escalations.get(escalation_id)["status"] == "approved"
+    assert escalations.get(escalation_id).status == "approved"
 
 
 def test_an_answer_cut_off_midway_is_kept_as_partial_and_can_be_retried(cloud, escalations):
@@ -128,8 +168,8 @@ def test_an_answer_cut_off_midway_is_kept_as_partial_and_can_be_retried(cloud, e
     with pytest.raises(EscalationError, match="cut off before it finished. The part that arrived is kept"):
         drain(escalations.send(escalation_id), pieces.append)
     stored = escalations.get(escalation_id)
-    assert stored["status"] == "partial"
-    assert stored["response_text"] == "".join(pieces) != ""
+    assert stored.status == "partial"
+    assert stored.response_text == "".join(pieces) != ""
     assert list(escalations.store.db.query("SELECT * FROM teacher_examples")) == []
     escalations.decide(escalation_id, "allow_once")
     assert drain(escalations.send(escalation_id)).status == "sent"

@@ -8,6 +8,7 @@ through the engine, which enforces consent and the local-only switch itself.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -30,6 +31,9 @@ from app.qt.context import AppContext
 from app.qt.widgets.provider_form import QtProviderForm
 from app.qt.workers import GenerationJob, run_in_background, start_generation, thread_store
 
+if TYPE_CHECKING:
+    from engine.escalation import Escalation
+
 COLUMNS = ("#", "Status", "Provider", "Model", "Request", "Tokens", "Cost")
 
 
@@ -46,7 +50,7 @@ class QtEscalationsSection(QWidget):
     def __init__(self, context: AppContext, parent=None):
         super().__init__(parent)
         self.context = context
-        self.escalations: dict[int, dict] = {}
+        self.escalations: dict[int, Escalation] = {}
         self._wanted_id: int | None = None  # to select once it is loaded
         self.current_job: GenerationJob | None = None
 
@@ -136,7 +140,7 @@ class QtEscalationsSection(QWidget):
         super().showEvent(event)
         self.refresh()
 
-    def _show(self, config, escalations: list[dict], spend: float, select_id: int | None) -> None:
+    def _show(self, config, escalations: list[Escalation], spend: float, select_id: int | None) -> None:
         self.local_only.blockSignals(True)
         self.local_only.setChecked(config.local_only)
         self.local_only.blockSignals(False)
@@ -148,29 +152,29 @@ class QtEscalationsSection(QWidget):
         self.spend_label.setText(f"Spent: {_money(spend)}")
         selected = select_id or self._wanted_id or self.selected_id()
         self._wanted_id = None
-        self.escalations = {escalation["id"]: escalation for escalation in escalations}
+        self.escalations = {escalation.id: escalation for escalation in escalations}
         self.table.setRowCount(len(escalations))
         for row, escalation in enumerate(escalations):
             tokens = (
-                f"{escalation['prompt_tokens']} + {escalation['completion_tokens']}"
-                if escalation["completion_tokens"] is not None
+                f"{escalation.prompt_tokens} + {escalation.completion_tokens}"
+                if escalation.completion_tokens is not None
                 else ""
             )
-            cost = escalation["cost_usd"]
+            cost = escalation.cost_usd
             cells = (
-                str(escalation["id"]),
-                escalation["status"],
-                escalation["provider"],
-                escalation["model"],
-                escalation["user_text"].splitlines()[0][:120] if escalation["user_text"] else "",
+                str(escalation.id),
+                escalation.status,
+                escalation.provider,
+                escalation.model,
+                escalation.user_text.splitlines()[0][:120] if escalation.user_text else "",
                 tokens,
-                _money(cost) if cost is not None else f"~{_money(escalation['estimated_cost_usd'])}",
+                _money(cost) if cost is not None else f"~{_money(escalation.estimated_cost_usd)}",
             )
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setData(Qt.ItemDataRole.UserRole, escalation["id"])
+                item.setData(Qt.ItemDataRole.UserRole, escalation.id)
                 self.table.setItem(row, column, item)
-            if escalation["id"] == selected:
+            if escalation.id == selected:
                 self.table.selectRow(row)
         self._on_selection_changed()
         self.refreshed.emit()
@@ -192,16 +196,15 @@ class QtEscalationsSection(QWidget):
             self._set_decision_enabled(False)
             return
         self.details.setText(
-            f"#{escalation['id']} · {escalation['status']} · {escalation['provider']} "
-            f"({escalation['model']}) · task type {escalation['task_type']} · reason: "
-            f"{escalation['reason']} · estimated {_money(escalation['estimated_cost_usd'])}"
-            + (f" · {escalation['error']}" if escalation["error"] else "")
+            f"#{escalation.id} · {escalation.status} · {escalation.provider} "
+            f"({escalation.model}) · task type {escalation.task_type} · reason: "
+            f"{escalation.reason} · estimated {_money(escalation.estimated_cost_usd)}"
+            + (f" · {escalation.error}" if escalation.error else "")
         )
-        self.payload_editor.setPlainText(json.dumps(escalation["payload"], indent=2, ensure_ascii=False))
-        decidable = escalation["status"] in ("pending", "failed", "partial")
-        self.payload_editor.setReadOnly(escalation["status"] != "pending")
-        self.answer_view.setPlainText(escalation["restored_text"] or "")
-        self._set_decision_enabled(decidable and self.current_job is None)
+        self.payload_editor.setPlainText(json.dumps(escalation.payload, indent=2, ensure_ascii=False))
+        self.payload_editor.setReadOnly(escalation.status != "pending")
+        self.answer_view.setPlainText(escalation.restored_text or "")
+        self._set_decision_enabled(escalation.decidable and self.current_job is None)
 
     def _set_decision_enabled(self, enabled: bool) -> None:
         for button in (self.allow_once_button, self.allow_always_button, self.deny_button):
@@ -215,7 +218,7 @@ class QtEscalationsSection(QWidget):
         if escalation is None:
             return
         edited = None
-        if escalation["status"] == "pending":
+        if escalation.status == "pending":
             try:
                 edited = json.loads(self.payload_editor.toPlainText())
             except json.JSONDecodeError as error:
@@ -227,7 +230,7 @@ class QtEscalationsSection(QWidget):
             from engine.escalation import Escalations
 
             service = Escalations(thread_store())
-            if edited is not None and edited != escalation["payload"]:
+            if edited is not None and edited != escalation.payload:
                 service.edit_payload(escalation_id, edited)
             service.decide(escalation_id, decision)
 

@@ -49,7 +49,7 @@ def test_allow_once_sends_exactly_the_payload_on_screen(qtbot, section, cloud):
     [(_method, _path, _headers, body)] = cloud.requests
     assert json.loads(body) == shown
     assert sent.args[0].answer.strip()
-    qtbot.waitUntil(lambda: section.escalations[escalation_id]["status"] == "sent")
+    qtbot.waitUntil(lambda: section.escalations[escalation_id].status == "sent")
     assert section.spend_label.text().startswith("Spent: $")
 
 
@@ -68,7 +68,7 @@ def test_deny_sends_nothing(qtbot, section, cloud):
     escalation_id = pending()
     show(qtbot, section, escalation_id)
     qtbot.mouseClick(section.deny_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: section.escalations[escalation_id]["status"] == "denied")
+    qtbot.waitUntil(lambda: section.escalations[escalation_id].status == "denied")
     assert cloud.requests == []
 
 
@@ -93,7 +93,7 @@ def test_ask_the_cloud_from_a_chat_turn_opens_the_review(qtbot, cloud, window):
     qtbot.waitUntil(lambda: window.escalations.selected_id() is not None, timeout=TIMEOUT_MS)
     assert window.sections.currentWidget() is window.escalations
     escalation = window.escalations.escalations[window.escalations.selected_id()]
-    assert escalation["status"] == "pending"
+    assert escalation.status == "pending"
     assert "Ann Lee" not in window.escalations.payload_editor.toPlainText()
     assert cloud.requests == []
 
