@@ -106,6 +106,48 @@ class Assignment(NamedTuple):
     distance: float | None  # cosine distance to the nearest task, None when there are no tasks
 
 
+@dataclass(frozen=True)
+class Task:
+    """A task as the user sees it: what it is, how it is pinned and which specialist serves it."""
+
+    id: int
+    label: str
+    source: str  # discovered, named or dataset
+    size: int
+    pin: str
+    confidence_threshold: float | None  # None: the router's default
+    keywords: list[str]
+    examples: list[str]
+    encoder: str | None  # the space its centroid lives in; None until it is placed
+    radius: float | None
+    created_utc: str
+    updated_utc: str
+    retired_utc: str | None
+    adapter_id: int | None  # the active specialist adapter, if any
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable keys of `understudy tasks --json`."""
+        return asdict(self)
+
+
+def list_tasks(store: Store, include_retired: bool = False) -> list[Task]:
+    """Every task in id order, with its active adapter; retired ones only when asked for."""
+    where = "" if include_retired else "WHERE tasks.retired_utc IS NULL"
+    rows = store.db.query(
+        "SELECT tasks.id, tasks.label, tasks.source, tasks.size, tasks.pin, tasks.confidence_threshold, "
+        "tasks.keywords_json, tasks.examples_json, tasks.encoder, tasks.radius, tasks.created_utc, "
+        "tasks.updated_utc, tasks.retired_utc, adapters.id AS adapter_id FROM tasks "
+        f"LEFT JOIN adapters ON adapters.task_id = tasks.id AND adapters.status = 'active' {where} "
+        "ORDER BY tasks.id"
+    )
+    tasks = []
+    for row in rows:
+        keywords = json.loads(row.pop("keywords_json"))
+        examples = json.loads(row.pop("examples_json"))
+        tasks.append(Task(**row, keywords=keywords, examples=examples))
+    return tasks
+
+
 def cluster_parameters(n_requests: int) -> tuple[int, int]:
     """HDBSCAN's (min_cluster_size, min_samples) for a log of ``n_requests``; see the module doc."""
     min_cluster_size = min(200, max(5, round(0.8 * math.sqrt(n_requests))))

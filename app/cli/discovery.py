@@ -80,29 +80,16 @@ def tasks(ctx: click.Context, include_retired: bool, as_json: bool) -> None:
     """The tasks found in the log (or named by you), their pins and specialists."""
     if ctx.invoked_subcommand is not None:
         return
+    from engine.discovery import list_tasks
     from engine.store import Store
 
-    where = "" if include_retired else "WHERE tasks.retired_utc IS NULL"
-    rows = Store.open().db.query(
-        "SELECT tasks.id, tasks.label, tasks.source, tasks.size, tasks.pin, tasks.confidence_threshold, "
-        "tasks.keywords_json, tasks.examples_json, tasks.encoder, tasks.radius, tasks.created_utc, "
-        "tasks.updated_utc, tasks.retired_utc, adapters.id AS adapter_id FROM tasks "
-        f"LEFT JOIN adapters ON adapters.task_id = tasks.id AND adapters.status = 'active' {where} "
-        "ORDER BY tasks.id"
-    )
-    for row in rows:
-        record = dict(row)
-        record["keywords"] = json.loads(record.pop("keywords_json"))
-        record["examples"] = json.loads(record.pop("examples_json"))
+    for task in list_tasks(Store.open(), include_retired):
         if as_json:
-            _emit(record)
+            _emit(task.to_dict())
             continue
-        specialist = f"specialist {record['adapter_id']}" if record["adapter_id"] else "no specialist"
-        retired = " (retired)" if record["retired_utc"] else ""
-        click.echo(
-            f"#{record['id']:<4} {record['size']:>5}  {record['label']:<36} {record['pin']:<16} "
-            f"{specialist}{retired}"
-        )
+        specialist = f"specialist {task.adapter_id}" if task.adapter_id else "no specialist"
+        retired = " (retired)" if task.retired_utc else ""
+        click.echo(f"#{task.id:<4} {task.size:>5}  {task.label:<36} {task.pin:<16} {specialist}{retired}")
 
 
 @tasks.command("pin")

@@ -211,3 +211,55 @@ def test_cluster_parameters_grow_with_the_log():
     assert discovery.cluster_parameters(350) == (15, 3)
     assert discovery.cluster_parameters(10_000) == (80, 16)
     assert discovery.cluster_parameters(10**7)[0] == 200
+
+
+def test_tasks_are_listed_as_typed_records_with_their_active_specialist():
+    store = Store.open()
+    now = "2026-01-01T00:00:00+00:00"
+    with store.transaction():
+        named = store.insert(
+            "tasks",
+            {
+                "label": "pirate speak",
+                "source": "named",
+                "keywords_json": '["pirate", "arr"]',
+                "examples_json": '["Say it like a pirate"]',
+                "pin": "never_cloud",
+                "created_utc": now,
+                "updated_utc": now,
+            },
+        )
+        retired = store.insert(
+            "tasks",
+            {
+                "label": "old",
+                "source": "discovered",
+                "created_utc": now,
+                "updated_utc": now,
+                "retired_utc": now,
+            },
+        )
+        adapter = store.insert(
+            "adapters",
+            {
+                "task_id": named,
+                "base_model_id": "smollm2",
+                "path": "/nowhere",
+                "sha256": "0",
+                "status": "active",
+                "created_utc": now,
+            },
+        )
+
+    [task] = discovery.list_tasks(store)
+
+    assert task == discovery.Task(
+        id=named, label="pirate speak", source="named", size=0, pin="never_cloud", confidence_threshold=None,
+        keywords=["pirate", "arr"], examples=["Say it like a pirate"], encoder=None, radius=None,
+        created_utc=now, updated_utc=now, retired_utc=None, adapter_id=adapter,
+    )  # fmt: skip
+    assert [task.id for task in discovery.list_tasks(store, include_retired=True)] == [named, retired]
+    assert set(task.to_dict()) == {
+        "id", "label", "source", "size", "pin", "confidence_threshold", "keywords", "examples", "encoder",
+        "radius", "created_utc", "updated_utc", "retired_utc", "adapter_id",
+    }  # fmt: skip
