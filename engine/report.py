@@ -20,7 +20,6 @@ Definitions (every figure is computed from the log, nothing is sampled):
 from __future__ import annotations
 
 import html
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -81,6 +80,8 @@ class Report:
 
 def build_report(store: Store, provider_name: str | None = None) -> Report:
     """The report over the whole log, priced against ``provider_name`` (default: the one in use)."""
+    from engine.discovery import list_tasks
+
     provider = _priced_provider(provider_name)
     turns = list(
         store.db.query(
@@ -103,14 +104,7 @@ def build_report(store: Store, provider_name: str | None = None) -> Report:
             "ORDER BY turns.id"
         )
     )
-    tasks = {
-        row["id"]: row
-        for row in store.db.query(
-            "SELECT tasks.id, tasks.label, tasks.pin, tasks.keywords_json, tasks.examples_json, "
-            "tasks.retired_utc, adapters.id AS adapter_id FROM tasks "
-            "LEFT JOIN adapters ON adapters.task_id = tasks.id AND adapters.status = 'active'"
-        )
-    }
+    tasks = {task.id: task for task in list_tasks(store, include_retired=True)}
     spend_by_task, spend_by_day = _spend(store)
     total = len(turns)
 
@@ -119,7 +113,7 @@ def build_report(store: Store, provider_name: str | None = None) -> Report:
         task_id = turn["cluster_id"] if turn["cluster_id"] in tasks else None
         groups.setdefault(task_id, []).append(turn)
     for task_id, task in tasks.items():
-        if task["retired_utc"] is None:
+        if task.retired_utc is None:
             groups.setdefault(task_id, [])
     if spend_by_task.get(None):
         groups.setdefault(None, [])
@@ -131,14 +125,14 @@ def build_report(store: Store, provider_name: str | None = None) -> Report:
         reports.append(
             TaskReport(
                 task_id=task_id,
-                label=task["label"] if task else UNASSIGNED_LABEL,
+                label=task.label if task else UNASSIGNED_LABEL,
                 requests=len(members),
                 share=round(len(members) / total, 4) if total else 0.0,
                 spend_usd=round(spend_by_task.get(task_id, 0.0), 6),
-                pin=task["pin"] if task else None,
-                adapter_id=task["adapter_id"] if task else None,
-                keywords=json.loads(task["keywords_json"]) if task else [],
-                examples=json.loads(task["examples_json"]) if task else [],
+                pin=task.pin if task else None,
+                adapter_id=task.adapter_id if task else None,
+                keywords=task.keywords if task else [],
+                examples=task.examples if task else [],
                 **figures,
             )
         )
