@@ -43,6 +43,17 @@ def no_network(monkeypatch):
 
 
 @pytest.fixture
+def fake_model(understudy_home, monkeypatch):
+    """The fake backend registered as a plugin and its model made the default generalist of this test's
+    catalog: for tests of the engine's logic and the GUI, which need answers but not a real model's."""
+    from fake_backend import ENVIRONMENT_FLAG, FakeModel, unregister_plugin
+
+    monkeypatch.setenv(ENVIRONMENT_FLAG, "1")  # `understudy` subprocesses register it too
+    yield FakeModel(understudy_home).install()
+    unregister_plugin()
+
+
+@pytest.fixture
 def memory_keyring():
     """An in-memory keychain for the test (headless machines have no secure one)."""
     import keyring

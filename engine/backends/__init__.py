@@ -113,12 +113,13 @@ _loading_lock = threading.Lock()
 def load(entry: ModelEntry, options: LoadOptions = LoadOptions()) -> Backend:
     """The loaded model for ``entry``: loaded on first use, then reused.
 
-    One instance per model is kept: loading it with other options (say, new settings) replaces the
-    cached one, whose memory is freed once its last user lets go of it.
+    One instance per model is kept: loading it with other options (say, new settings) or from a changed
+    catalog entry (say, another file) replaces the cached one, whose memory is freed once its last user
+    lets go of it.
     """
     with _loading_lock:
         backend = _loaded.get(entry.id)
-        if backend is None or _loaded_options.get(entry.id) != options:
+        if backend is None or backend.entry != entry or _loaded_options.get(entry.id) != options:
             from engine import plugins
 
             factory = plugins.backend_factories().get(entry.backend)
@@ -135,7 +136,8 @@ def load(entry: ModelEntry, options: LoadOptions = LoadOptions()) -> Backend:
 
 def is_loaded(entry: ModelEntry, options: LoadOptions = LoadOptions()) -> bool:
     with _loading_lock:
-        return entry.id in _loaded and _loaded_options.get(entry.id) == options
+        backend = _loaded.get(entry.id)
+        return backend is not None and backend.entry == entry and _loaded_options.get(entry.id) == options
 
 
 def unload_all() -> None:
