@@ -6,10 +6,12 @@ import json
 from collections import Counter
 
 import pytest
+from fake_backend import Reply
 from task_log_sample import shipped_records, true_tasks, write_records
 
-from engine import discovery, router
+from engine import backends, discovery, router
 from engine.backends import GenerationOptions, drain
+from engine.catalog import load_catalog
 from engine.errors import DiscoveryError
 from engine.escalation import CloudConfig, Provider, save_cloud_config, set_local_only
 from engine.log_import import import_chat_jsonl
@@ -60,11 +62,13 @@ def cloud_provider(understudy_home):
     )
 
 
-@pytest.fixture(scope="module")
-def answer(smollm2):
-    """A real SmolLM2 answer, with the token log-probabilities the confidence comes from."""
+@pytest.fixture
+def answer(fake_model):
+    """An answer with the token log-probabilities the confidence comes from (the fake model's)."""
+    fake_model.script(Reply("Waves fold into light", mean_logprob=-0.8, min_logprob=-2.0))
+    backend = backends.load(load_catalog().get(fake_model.id))
     messages = [{"role": "user", "content": HAIKU_REQUEST}]
-    return drain(smollm2.stream_chat(messages, GenerationOptions(max_tokens=8, temperature=0.0, seed=0)))
+    return drain(backend.stream_chat(messages, GenerationOptions(max_tokens=8, temperature=0.0)))
 
 
 def _nothing_sent(store) -> bool:
