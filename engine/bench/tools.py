@@ -31,7 +31,7 @@ from engine.errors import UnderstudyError
 from engine.eval_sets import read_jsonl
 from engine.paths import shipped_file
 from engine.tools import Tool, ToolContext, ToolError, registered_tools
-from engine.tools.builtin import convert_units
+from engine.tools.builtin.units import convert_units
 from engine.tools.calling import (
     CHOICE_OPTIONS,
     NO_TOOL,
