@@ -84,22 +84,37 @@ def cloud_server():
 @pytest.fixture
 def cloud(cloud_server, understudy_home):
     """A configured provider pointing at the stand-in cloud, with the request record cleared."""
+    cloud_server.requests.clear()
+    _configure_provider(understudy_home, cloud_server.base_url)
+    return cloud_server
+
+
+@pytest.fixture
+def unanswering_cloud(understudy_home):
+    """A configured provider at a loopback proxy that records every request and answers none, for tests
+    that show nothing is sent without starting the stand-in cloud's model server."""
+    from cloud_stand_in import RecordingProxy, free_port
+
+    proxy = RecordingProxy(free_port())  # nothing listens behind it
+    _configure_provider(understudy_home, proxy.base_url)
+    yield proxy
+    proxy.stop()
+
+
+def _configure_provider(understudy_home: Path, base_url: str) -> None:
     from engine.escalation import CloudConfig, Provider, save_cloud_config
 
-    cloud_server.requests.clear()
     understudy_home.mkdir(parents=True, exist_ok=True)
     save_cloud_config(
         CloudConfig(
             providers={
                 "standin": Provider(
-                    "standin", cloud_server.base_url, "stand-in", price_in_per_million=2.0,
-                    price_out_per_million=8.0,
+                    "standin", base_url, "stand-in", price_in_per_million=2.0, price_out_per_million=8.0
                 )
             },
             active="standin",
         )
-    )  # fmt: skip
-    return cloud_server
+    )
 
 
 def _entry_toml(model_id: str = "tiny", source: str = '{ path = "/nowhere/tiny.gguf" }') -> str:

@@ -40,8 +40,7 @@ def no_worker_left_running():
 TURN_TIMEOUT_MS = 120_000
 
 
-@pytest.fixture
-def window(qtbot):
+def open_window(qtbot):
     """The app's window as a user gets it, model loaded, with short greedy answers for speed."""
     from PySide6.QtWidgets import QApplication
 
@@ -54,5 +53,20 @@ def window(qtbot):
     main_window.show()
     with qtbot.waitSignal(main_window.chat.model_ready, timeout=TURN_TIMEOUT_MS):
         start_background_work(main_window)
+    return main_window
+
+
+@pytest.fixture
+def window(qtbot, fake_model):
+    """The window on the fake model: the GUI's logic with answers from the test's script."""
+    main_window = open_window(qtbot)
+    yield main_window
+    main_window.close()
+
+
+@pytest.fixture
+def real_window(qtbot):
+    """The window on the real default model, for the turns that show the whole app works."""
+    main_window = open_window(qtbot)
     yield main_window
     main_window.close()

@@ -1,10 +1,15 @@
-"""The real window on the real default model, driven through its widgets with pytest-qt."""
+"""The real window, driven through its widgets with pytest-qt.
+
+The chat's logic (streaming, stop, regenerate, edit, the log, routing buttons) runs on the fake model,
+which answers from each test's script; one turn runs on the real default model end to end.
+"""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from fake_backend import Reply
 from PySide6.QtCore import Qt
 
 from app.qt.app import build_window, start_background_work
@@ -43,8 +48,9 @@ def query_log(read):
         store.close()
 
 
-def test_an_answer_streams_into_the_view_and_the_log(qtbot, window):
-    chat = window.chat
+@pytest.mark.slow
+def test_a_real_answer_streams_into_the_view_and_the_log(qtbot, real_window):
+    chat = real_window.chat
     pieces: list[str] = []
     chat.input.setPlainText("Name three colours.")
     with qtbot.waitSignal(chat.turn_finished, timeout=TURN_TIMEOUT_MS) as finished:
@@ -53,33 +59,48 @@ def test_an_answer_streams_into_the_view_and_the_log(qtbot, window):
     result = finished.args[0]
     assert result.status == "ok" and result.answer.strip()
     assert "".join(pieces) == result.answer
+    answer = messages(chat)[-1]
+    assert answer.browser.toPlainText().strip()
+    assert "smollm2-135m-instruct" in answer.footer.text() and "tok/s" in answer.footer.text()
+    assert log_turns()[0]["answer_text"] == result.answer
+
+
+def test_an_answer_streams_into_the_view_and_the_log(qtbot, window, fake_model):
+    fake_model.script("Red, **green** and blue.")
+    chat = window.chat
+    result = ask(qtbot, chat, "Name three colours.")
+    assert result.status == "ok" and result.answer == "Red, **green** and blue."
     user, answer = messages(chat)
     assert isinstance(user, QtUserMessage) and user.text == "Name three colours."
     assert isinstance(answer, QtAssistantMessage) and answer.markdown == result.answer
-    assert answer.browser.toPlainText().strip()
-    assert "smollm2-135m-instruct" in answer.footer.text() and "tok/s" in answer.footer.text()
+    assert answer.browser.toPlainText().strip() == "Red, green and blue."  # Markdown rendered
+    assert fake_model.id in answer.footer.text() and "tok/s" in answer.footer.text()
     assert chat.input.toPlainText() == ""
     assert window.speed_status.text().endswith("tok/s")
     [turn] = log_turns()
     assert turn["id"] == result.turn_id and turn["answer_text"] == result.answer
 
 
-def test_stop_ends_the_answer_within_a_token_and_logs_it_cancelled(qtbot, window):
+def test_the_first_piece_shows_while_the_model_writes_and_stop_ends_the_answer(qtbot, window, fake_model):
+    fake_model.script(Reply("Once upon a time a dragon slept on gold for a thousand years.", hold=True))
     chat = window.chat
     chat.input.setPlainText("Write a very long story about a dragon.")
+    qtbot.mouseClick(chat.send_button, Qt.MouseButton.LeftButton)
+    answer = messages(chat)[-1]
+    qtbot.waitUntil(lambda: answer.markdown == "Once", timeout=TURN_TIMEOUT_MS)
+    assert chat.stop_button.isEnabled() and not chat.send_button.isEnabled()
     with qtbot.waitSignal(chat.turn_finished, timeout=TURN_TIMEOUT_MS) as finished:
-        qtbot.mouseClick(chat.send_button, Qt.MouseButton.LeftButton)
-        assert chat.stop_button.isEnabled()
-        chat.current_job.signals.token.connect(lambda _piece: chat.stop())
+        qtbot.mouseClick(chat.stop_button, Qt.MouseButton.LeftButton)
     result = finished.args[0]
     assert result.status == "cancelled"
-    assert result.completion.completion_tokens <= 2
-    assert "stopped" in messages(chat)[-1].footer.text()
+    assert result.completion.completion_tokens == 1 and result.answer == "Once"
+    assert "stopped" in answer.footer.text()
     assert log_turns()[0]["status"] == "cancelled"
     assert chat.send_button.isEnabled() and not chat.stop_button.isEnabled()
 
 
-def test_regenerate_replaces_the_answer_in_the_view_and_the_log(qtbot, window):
+def test_regenerate_replaces_the_answer_in_the_view_and_the_log(qtbot, window, fake_model):
+    fake_model.script("Hello.", "Hi there.")
     chat = window.chat
     first = ask(qtbot, chat, "Say hello.")
     answer = messages(chat)[-1]
@@ -88,13 +109,15 @@ def test_regenerate_replaces_the_answer_in_the_view_and_the_log(qtbot, window):
     second = finished.args[0]
     assert second.conversation_id == first.conversation_id
     assert len(messages(chat)) == 2
+    assert messages(chat)[-1].markdown == "Hi there."
+    assert fake_model.requests[-1].messages == [{"role": "user", "content": "Say hello."}]
     assert messages(chat)[0].turn_id == second.turn_id
     assert query_log(lambda store: store.db["turns"].get(first.turn_id))["replaced_by"] == second.turn_id
     turns = query_log(lambda store: store.conversation_turns(first.conversation_id))
     assert [turn["id"] for turn in turns] == [second.turn_id]
 
 
-def test_edit_and_resend_replaces_the_question_and_what_followed(qtbot, window):
+def test_edit_and_resend_replaces_the_question_and_what_followed(qtbot, window, fake_model):
     chat = window.chat
     first = ask(qtbot, chat, "What is the capital of Frnace?")
     ask(qtbot, chat, "And of Spain?")
@@ -107,6 +130,9 @@ def test_edit_and_resend_replaces_the_question_and_what_followed(qtbot, window):
     ]
     turns = query_log(lambda store: store.conversation_turns(first.conversation_id))
     assert [turn["id"] for turn in turns] == [edited.turn_id]
+    assert fake_model.requests[-1].messages == [
+        {"role": "user", "content": "What is the capital of France?"}
+    ]  # the replaced exchanges are no longer sent
 
 
 def test_feedback_is_stored_in_the_log(qtbot, window):
@@ -166,14 +192,12 @@ def test_rename_delete_and_undo(qtbot, window):
     qtbot.waitUntil(lambda: conversations.count() == 1 and conversations.item(0).text() == "Greetings")
 
 
-def test_an_engine_error_is_a_notification_and_the_text_is_kept(qtbot, window, tmp_path, understudy_home):
+def test_an_engine_error_is_a_notification_and_the_text_is_kept(
+    qtbot, window, tmp_path, fake_model, entry_toml
+):
     corrupt = tmp_path / "broken.gguf"
     corrupt.write_bytes(b"GGUF" + b"\0" * 64)
-    (understudy_home / "models.toml").write_text(
-        '[models.broken]\nname = "Broken"\nfamily = "llama"\nrole = "generalist"\nbackend = "llama_cpp"\n'
-        'quantisation = "Q4_1"\ncontext_length = 512\nlicence = "MIT"\nsize_mb = 1\nram_mb = 10\n'
-        f'source = {{ path = "{corrupt}" }}\n'
-    )
+    fake_model.add_catalog_entries(entry_toml("broken", f'{{ path = "{corrupt}" }}'))
     chat = window.chat
     with qtbot.waitSignal(window.context.catalog_changed):
         window.context.reload_catalog()
@@ -202,14 +226,14 @@ def test_export_to_markdown_and_json(qtbot, window, tmp_path):
     assert exported["turns"][0]["answer_text"] == result.answer
 
 
-def test_closing_mid_answer_stops_cleanly_and_logs_the_turn(qtbot, window):
+def test_closing_mid_answer_stops_cleanly_and_logs_the_turn(qtbot, window, fake_model):
+    fake_model.script(Reply("The lighthouse keeper climbed the stairs every night.", hold=True))
     chat = window.chat
     chat.input.setPlainText("Write a very long story about a lighthouse.")
     qtbot.mouseClick(chat.send_button, Qt.MouseButton.LeftButton)
-    job = chat.current_job
-    closed: list[bool] = []
-    job.signals.token.connect(lambda _piece: closed or (closed.append(True), window.close()))
-    qtbot.waitUntil(lambda: bool(closed), timeout=TURN_TIMEOUT_MS)
+    job, answer = chat.current_job, messages(chat)[-1]
+    qtbot.waitUntil(lambda: answer.markdown == "The", timeout=TURN_TIMEOUT_MS)
+    window.close()
     # close() returned only after the answer stopped and its turn was logged as cancelled.
     assert job.cancel_event.is_set()
     assert log_turns()[0]["status"] == "cancelled"
@@ -239,7 +263,7 @@ def model_catalog_for_agent():
 
 
 def test_keep_local_and_ask_the_cloud_teach_the_router_and_the_footer_shows_the_route(
-    qtbot, window, cloud_server, cloud
+    qtbot, window, unanswering_cloud
 ):
     chat = window.chat
     result = ask(qtbot, chat, "Say yes.")
@@ -266,4 +290,4 @@ def test_keep_local_and_ask_the_cloud_teach_the_router_and_the_footer_shows_the_
     qtbot.waitUntil(lambda: outcome() == "user_chose_cloud")
     escalation = query_log(lambda store: store.db["escalations"].get(proposed.args[0]))
     assert escalation["status"] == "pending" and escalation["turn_id"] == result.turn_id
-    assert cloud_server.requests == []  # proposed, never sent
+    assert unanswering_cloud.requests == []  # proposed, never sent
