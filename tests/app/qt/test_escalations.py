@@ -1,4 +1,8 @@
-"""The review queue against the real stand-in cloud: what is shown is what is sent, or nothing is."""
+"""The review queue: what is shown is what is sent, or nothing is.
+
+Sending goes to the real stand-in cloud (llama.cpp's server, slow); the tests where nothing may be sent
+use a recording address with nothing behind it.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +21,22 @@ from engine.store import Store
 TIMEOUT_MS = 120_000
 
 
-@pytest.fixture
-def section(qtbot, cloud):
+def open_section(qtbot) -> QtEscalationsSection:
     widget = QtEscalationsSection(AppContext(load_catalog(), Settings()))
     qtbot.addWidget(widget)
     return widget
+
+
+@pytest.fixture
+def section(qtbot, unanswering_cloud):
+    """The section with a provider that records requests and answers none."""
+    return open_section(qtbot)
+
+
+@pytest.fixture
+def sending_section(qtbot, cloud):
+    """The section with the stand-in cloud as its provider, for sends that must get an answer."""
+    return open_section(qtbot)
 
 
 def pending(text: str = "Email me at ann@example.org. Say hi in three words.") -> int:
@@ -38,7 +53,9 @@ def show(qtbot, section, escalation_id: int) -> None:
     assert section.selected_id() == escalation_id
 
 
-def test_allow_once_sends_exactly_the_payload_on_screen(qtbot, section, cloud):
+@pytest.mark.slow
+def test_allow_once_sends_exactly_the_payload_on_screen(qtbot, sending_section, cloud):
+    section = sending_section
     escalation_id = pending()
     show(qtbot, section, escalation_id)
     shown = json.loads(section.payload_editor.toPlainText())
@@ -53,7 +70,9 @@ def test_allow_once_sends_exactly_the_payload_on_screen(qtbot, section, cloud):
     assert section.spend_label.text().startswith("Spent: $")
 
 
-def test_an_edit_in_the_payload_editor_is_what_is_sent(qtbot, section, cloud):
+@pytest.mark.slow
+def test_an_edit_in_the_payload_editor_is_what_is_sent(qtbot, sending_section, cloud):
+    section = sending_section
     show(qtbot, section, pending())
     payload = json.loads(section.payload_editor.toPlainText())
     payload["messages"][0]["content"] = "Say hi."
@@ -64,15 +83,15 @@ def test_an_edit_in_the_payload_editor_is_what_is_sent(qtbot, section, cloud):
     assert json.loads(body)["messages"][0]["content"] == "Say hi."
 
 
-def test_deny_sends_nothing(qtbot, section, cloud):
+def test_deny_sends_nothing(qtbot, section, unanswering_cloud):
     escalation_id = pending()
     show(qtbot, section, escalation_id)
     qtbot.mouseClick(section.deny_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: section.escalations[escalation_id].status == "denied")
-    assert cloud.requests == []
+    assert unanswering_cloud.requests == []
 
 
-def test_local_only_sends_nothing_even_when_allowed(qtbot, section, cloud):
+def test_local_only_sends_nothing_even_when_allowed(qtbot, section, unanswering_cloud):
     escalation_id = pending()
     show(qtbot, section, escalation_id)
     with qtbot.waitSignal(section.context.notification):
@@ -80,10 +99,10 @@ def test_local_only_sends_nothing_even_when_allowed(qtbot, section, cloud):
     with qtbot.waitSignal(section.escalation_failed, timeout=TIMEOUT_MS) as failed:
         qtbot.mouseClick(section.allow_once_button, Qt.MouseButton.LeftButton)
     assert "local-only mode is on" in failed.args[0]
-    assert cloud.requests == []
+    assert unanswering_cloud.requests == []
 
 
-def test_ask_the_cloud_from_a_chat_turn_opens_the_review(qtbot, cloud, window):
+def test_ask_the_cloud_from_a_chat_turn_opens_the_review(qtbot, unanswering_cloud, window):
     chat = window.chat
     chat.input.setPlainText("My name is Ann Lee. What is a haiku?")
     with qtbot.waitSignal(chat.turn_finished, timeout=TIMEOUT_MS):
@@ -95,7 +114,7 @@ def test_ask_the_cloud_from_a_chat_turn_opens_the_review(qtbot, cloud, window):
     escalation = window.escalations.escalations[window.escalations.selected_id()]
     assert escalation.status == "pending"
     assert "Ann Lee" not in window.escalations.payload_editor.toPlainText()
-    assert cloud.requests == []
+    assert unanswering_cloud.requests == []
 
 
 def test_a_provider_set_up_in_the_form_is_used_and_its_key_goes_to_the_keychain(
