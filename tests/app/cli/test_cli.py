@@ -1,4 +1,8 @@
-"""The real `understudy` command in a subprocess, on the real default model and a temp data dir."""
+"""The real `understudy` command in a subprocess, in a temp data dir.
+
+Chat and log commands run on the fake model (registered in the subprocess too, answering from the
+test's script); one chat and the decode benchmark run on the real default model.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ def json_lines(output: str) -> list[dict]:
     return [json.loads(line) for line in output.splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_chat_streams_a_real_answer_and_logs_show_it_with_timings():
     chat = understudy("chat", "--max-tokens", "24", "Name three colours.")
     assert chat.stdout.strip()
@@ -33,7 +38,21 @@ def test_chat_streams_a_real_answer_and_logs_show_it_with_timings():
     assert call["ttft_ms"] > 0 and call["decode_tok_s"] > 0 and call["completion_tokens"] > 0
 
 
-def test_chat_json_streams_tokens_and_ends_with_the_turn_record():
+def test_chat_streams_the_answer_and_logs_show_it(fake_model):
+    fake_model.script("Red, green and blue.")
+    chat = understudy("chat", "--max-tokens", "24", "Name three colours.")
+    assert chat.stdout == "Red, green and blue.\n"
+    assert fake_model.id in chat.stderr and "4 tokens" in chat.stderr and "tok/s" in chat.stderr
+
+    [turn] = json_lines(understudy("logs", "--json", "-n", "1").stdout)
+    assert turn["user_text"] == "Name three colours."
+    assert turn["answer_text"] == "Red, green and blue."
+    [call] = turn["model_calls"]
+    assert call["model_id"] == fake_model.id and call["completion_tokens"] == 4
+    assert [request.options["max_tokens"] for request in fake_model.requests] == [24]
+
+
+def test_chat_json_streams_tokens_and_ends_with_the_turn_record(fake_model):
     records = json_lines(understudy("chat", "--json", "--max-tokens", "16", "Say hello.").stdout)
     tokens, final = records[:-1], records[-1]
     assert tokens and all(record["event"] == "token" for record in tokens)
@@ -43,7 +62,7 @@ def test_chat_json_streams_tokens_and_ends_with_the_turn_record():
     assert final["answer"] == "".join(record["text"] for record in tokens)
 
 
-def test_continue_and_the_piped_repl_stay_in_one_conversation():
+def test_continue_and_the_piped_repl_stay_in_one_conversation(fake_model):
     first = json_lines(understudy("chat", "--json", "--max-tokens", "8", "Hello.").stdout)[-1]
     second = json_lines(understudy("chat", "-c", "--json", "--max-tokens", "8", "Again.").stdout)[-1]
     assert second["conversation_id"] == first["conversation_id"]
@@ -53,9 +72,11 @@ def test_continue_and_the_piped_repl_stay_in_one_conversation():
     turns = [record for record in repl if record["event"] == "turn"]
     assert len(turns) == 3
     assert turns[0]["conversation_id"] == turns[1]["conversation_id"] != turns[2]["conversation_id"]
+    two = fake_model.requests[3]  # the REPL's second turn is sent with its first exchange
+    assert [message["content"] for message in two.messages] == ["One.", "Echo: One.", "Two."]
 
 
-def test_logs_search_and_export_produce_chat_jsonl(tmp_path):
+def test_logs_search_and_export_produce_chat_jsonl(fake_model, tmp_path):
     understudy("chat", "--max-tokens", "8", "Tell me about volcanoes.")
     understudy("chat", "--max-tokens", "8", "Tell me about glaciers.")
     found = json_lines(understudy("logs", "--json", "-q", "volcanoes").stdout)
@@ -105,6 +126,7 @@ def test_debug_shows_the_traceback():
     assert "Traceback" in result.stderr and "CatalogError" in result.stderr
 
 
+@pytest.mark.slow
 def test_bench_decode_prints_its_ratios():
     [result] = json_lines(
         understudy("bench", "decode", "--json", "--rounds", "2", "--max-tokens", "16").stdout
