@@ -90,15 +90,21 @@ def cloud(cloud_server, understudy_home):
 
 
 @pytest.fixture
-def unanswering_cloud(understudy_home):
-    """A configured provider at a loopback proxy that records every request and answers none, for tests
-    that show nothing is sent without starting the stand-in cloud's model server."""
+def recording_address():
+    """A loopback proxy that records every request and answers none (nothing listens behind it): where
+    tests that show nothing is sent point a provider, without starting the stand-in cloud's server."""
     from cloud_stand_in import RecordingProxy, free_port
 
-    proxy = RecordingProxy(free_port())  # nothing listens behind it
-    _configure_provider(understudy_home, proxy.base_url)
+    proxy = RecordingProxy(free_port())
     yield proxy
     proxy.stop()
+
+
+@pytest.fixture
+def unanswering_cloud(recording_address, understudy_home):
+    """A configured provider at ``recording_address``."""
+    _configure_provider(understudy_home, recording_address.base_url)
+    return recording_address
 
 
 def _configure_provider(understudy_home: Path, base_url: str) -> None:

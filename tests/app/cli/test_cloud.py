@@ -1,10 +1,15 @@
-"""`understudy cloud …`, `escalations …` and `chat --escalate` against the stand-in cloud."""
+"""`understudy cloud …`, `escalations …` and `chat --escalate`.
+
+Approving sends to the stand-in cloud (llama.cpp's server, slow); where nothing may be sent the provider
+is a recording address with nothing behind it.
+"""
 
 from __future__ import annotations
 
 import json
 import subprocess
 
+import pytest
 from understudy_command import run_understudy
 
 
@@ -12,9 +17,10 @@ def understudy(*args: str, stdin: str = "", **environment: str) -> subprocess.Co
     return run_understudy(*args, stdin=stdin, **environment)
 
 
-def test_escalation_without_a_terminal_stays_pending_and_sends_nothing(cloud_server, understudy_home):
-    cloud_server.requests.clear()
-    added = understudy("cloud", "add", "standin", "--base-url", cloud_server.base_url, "--model", "stand-in")
+def test_escalation_without_a_terminal_stays_pending_and_sends_nothing(recording_address, understudy_home):
+    added = understudy(
+        "cloud", "add", "standin", "--base-url", recording_address.base_url, "--model", "stand-in"
+    )
     assert added.returncode == 0, added.stderr
     [provider] = [json.loads(line) for line in understudy("cloud", "list", "--json").stdout.splitlines()]
     assert provider["name"] == "standin" and provider["active"]
@@ -27,13 +33,14 @@ def test_escalation_without_a_terminal_stays_pending_and_sends_nothing(cloud_ser
     ]
     assert escalation["status"] == "pending"
     assert "bob@example.com" not in json.dumps(escalation["payload"])
-    assert cloud_server.requests == []
+    assert recording_address.requests == []
 
     denied = understudy("escalations", "deny", str(escalation["id"]))
     assert denied.returncode == 0 and "nothing was sent" in denied.stdout
-    assert cloud_server.requests == []
+    assert recording_address.requests == []
 
 
+@pytest.mark.slow
 def test_approve_sends_the_shown_payload_and_local_only_blocks_it(cloud_server, understudy_home):
     cloud_server.requests.clear()
     understudy("cloud", "add", "standin", "--base-url", cloud_server.base_url, "--model", "stand-in")
@@ -62,8 +69,8 @@ def test_approve_sends_the_shown_payload_and_local_only_blocks_it(cloud_server, 
     }
 
 
-def test_storing_a_key_without_a_secure_keychain_is_refused(cloud_server, understudy_home):
-    understudy("cloud", "add", "standin", "--base-url", cloud_server.base_url, "--model", "stand-in")
+def test_storing_a_key_without_a_secure_keychain_is_refused(recording_address, understudy_home):
+    understudy("cloud", "add", "standin", "--base-url", recording_address.base_url, "--model", "stand-in")
     # The keyring a headless machine has: none that can keep a secret.
     result = understudy(
         "cloud",
