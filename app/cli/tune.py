@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,26 @@ from typing import Any
 import click
 
 from engine.tuning import jobs
+from engine.tuning.events import (
+    CheckpointSaved,
+    EvaluationProgress,
+    JobCancelled,
+    JobDone,
+    JobEvent,
+    JobFailed,
+    JobQueued,
+    JobWarning,
+    NothingDue,
+    RehearsalProgress,
+    StageStarted,
+    TrainingStep,
+    describe,
+)
 
 EXIT_FAILED = 1
+# A terminal scrolls, so frequent events get a line now and then: every Nth rehearsal answer or step.
+REHEARSAL_LINE_EVERY = 16
+STEP_LINE_EVERY = 10
 
 SCHEDULING_HELP = (
     "Queued jobs start from `understudy tune run-due`: run it every 15 minutes from a timer "
@@ -97,27 +117,25 @@ def tune(
     store = Store.open()
     job = jobs.create(store, jobs.KIND_TUNE, request.as_args())
     if now:
-        _run_job_here(store, job["id"], as_json)
+        _run_job_here(store, job.id, as_json)
         return
     schedule = load_schedule()
     opens = next_window_start(datetime.now().astimezone(), schedule)
     if as_json:
-        _emit(
-            {
-                "event": "queued",
-                "job_id": job["id"],
-                "window": f"{schedule.window_start}-{schedule.window_end}",
-                "next_window": opens.isoformat(timespec="minutes"),
-                "log_path": job["log_path"],
-            }
+        queued = JobQueued(
+            job_id=job.id,
+            window=f"{schedule.window_start}-{schedule.window_end}",
+            next_window=opens.isoformat(timespec="minutes"),
+            log_path=str(job.log_path),
         )
+        _emit(queued.to_dict())
         return
     click.echo(
-        f"Queued tuning job {job['id']}. It runs in the tuning window {schedule.window_start}-"
+        f"Queued tuning job {job.id}. It runs in the tuning window {schedule.window_start}-"
         f"{schedule.window_end} (next: {opens:%Y-%m-%d %H:%M}) once the machine is idle and on AC power."
     )
     click.echo(SCHEDULING_HELP)
-    click.echo(f"To tune now instead, cancel it (`understudy tune cancel {job['id']}`) and add --now.")
+    click.echo(f"To tune now instead, cancel it (`understudy tune cancel {job.id}`) and add --now.")
 
 
 @tune.command("run-due")
@@ -140,10 +158,7 @@ def tune_run_due(as_json: bool) -> None:
             cancel=cancel,
         )
     if finished is None:
-        if as_json:
-            _emit({"event": "waiting", "reason": reason})
-        else:
-            click.echo(f"Nothing started: {reason}.")
+        _printer(as_json)(NothingDue(reason))
         return
     _exit_for(finished)
 
@@ -156,10 +171,10 @@ def tune_cancel(job_id: int) -> None:
     from engine.tuning import jobs
 
     job = jobs.cancel(Store.open(), job_id)
-    if job["status"] == "running":
-        click.echo(f"Asked job {job_id} (process {job['pid']}) to stop; it stops after the current step.")
+    if job.status == "running":
+        click.echo(f"Asked job {job_id} (process {job.pid}) to stop; it stops after the current step.")
     else:
-        click.echo(f"Job {job_id} is {job['status']}.")
+        click.echo(f"Job {job_id} is {job.status}.")
 
 
 @tune.command("schedule")
@@ -168,7 +183,7 @@ def tune_cancel(job_id: int) -> None:
 @click.option("--ac/--any-power", "require_ac_power", default=None, help="Wait for AC power.")
 def tune_schedule(window: str | None, require_idle: bool | None, require_ac_power: bool | None) -> None:
     """Show or change when queued jobs run."""
-    from engine.tuning.scheduler import load_schedule, save_schedule, settings_path
+    from engine.tuning.scheduler import load_schedule, settings_path, update_schedule
 
     schedule = load_schedule()
     changes: dict[str, Any] = {}
@@ -184,8 +199,7 @@ def tune_schedule(window: str | None, require_idle: bool | None, require_ac_powe
     if require_ac_power is not None:
         changes["require_ac_power"] = require_ac_power
     if changes:
-        schedule = schedule.with_changes(**changes)
-        save_schedule(schedule)
+        schedule = update_schedule(**changes)
     click.echo(
         f"window {schedule.window_start}-{schedule.window_end} · "
         f"{'waits for idle' if schedule.require_idle else 'any load'} · "
@@ -208,10 +222,10 @@ def _run_job_here(store, job_id: int, as_json: bool) -> None:
     _exit_for(finished)
 
 
-def _exit_for(job: dict[str, Any]) -> None:
-    if job["status"] == "cancelled":
+def _exit_for(job: jobs.Job) -> None:
+    if job.status == "cancelled":
         raise SystemExit(jobs.CANCELLED_EXIT_CODE)
-    if job["status"] == "failed":
+    if job.status == "failed":
         raise SystemExit(EXIT_FAILED)
 
 
@@ -230,48 +244,29 @@ def _stop_requests_set(cancel: threading.Event):
             signal.signal(number, handler)
 
 
-def _printer(as_json: bool):
+def _printer(as_json: bool) -> Callable[[JobEvent], None]:
     if as_json:
-        return _emit
+        return lambda event: _emit(event.to_dict())
     return _show_event
 
 
-def _show_event(event: dict[str, Any]) -> None:
-    """One readable line per event worth a human's attention."""
-    kind = event["event"]
-    if kind == "stage":
-        click.echo(f"[{event['progress'] * 100:3.0f}%] {event['stage']}")
-    elif kind == "dataset":
-        click.echo(
-            f"       dataset {event['dataset_id']}: {event['n_train']} train, {event['n_val']} validation"
-        )
-    elif kind == "base_score":
-        click.echo(f"       zero-shot {event['model_id']}: {event['score'] * 100:.1f}%")
-    elif kind == "base":
-        click.echo(f"       base: {event['model_id']} ({event['how']})")
-    elif kind == "rehearsal_progress" and (event["done"] % 16 == 0 or event["done"] == event["total"]):
-        click.echo(f"       rehearsal answers by the base: {event['done']}/{event['total']}")
-    elif kind == "step" and (event["step"] % 10 == 0 or event["step"] == event["total_steps"]):
-        click.echo(
-            f"       step {event['step']}/{event['total_steps']} loss {event['loss']:.3f} "
-            f"{event['tokens_per_second']:.0f} tok/s, about {event['eta_seconds']:.0f} s left"
-        )
-    elif kind == "eval":
-        general = event["general"]
-        general_text = "" if general is None else f", general {general['score'] * 100:.1f}%"
-        name = (
-            event["role"]
-            if event["adapter_id"] is None
-            else f"{event['role']} (adapter {event['adapter_id']})"
-        )
-        click.echo(f"       {name}: task {event['task']['score'] * 100:.1f}%{general_text}")
-    elif kind == "gate":
-        verdict = "promoted" if event["promote"] else "rejected"
-        click.echo(f"       adapter {event['adapter_id']} {verdict}: " + "; ".join(event["reasons"]))
-    elif kind == "done":
-        click.echo(f"Done: adapter {event['adapter_id']} is {event['status']} for task {event['task_id']}.")
-    elif kind in ("error", "cancelled", "warning"):
-        click.echo(f"{kind.capitalize()}: {event['message']}", err=True)
+def _show_event(event: JobEvent) -> None:
+    """The renderer's line for each event worth a line in a terminal; a stage's with the job's progress."""
+    match event:
+        case EvaluationProgress() | CheckpointSaved():
+            return
+        case RehearsalProgress() if event.done % REHEARSAL_LINE_EVERY and event.done != event.total:
+            return
+        case TrainingStep() if event.step % STEP_LINE_EVERY and event.step != event.total_steps:
+            return
+        case StageStarted():
+            click.echo(f"[{event.progress * 100:3.0f}%] {describe(event)}")
+        case JobFailed() | JobCancelled() | JobWarning():
+            click.echo(describe(event), err=True)
+        case JobDone() | NothingDue():
+            click.echo(describe(event))
+        case _:
+            click.echo(f"       {describe(event)}")
 
 
 # jobs ----------------------------------------------------------------------------------------------
@@ -287,15 +282,11 @@ def jobs_command(limit: int, as_json: bool) -> None:
 
     for job in jobs.list_jobs(Store.open(), limit=limit):
         if as_json:
-            _emit(job)
+            _emit(job.as_dict())
             continue
-        what = job["args"].get("dataset_file") or f"task {job['args'].get('task')}"
-        outcome = job["error"] or ""
-        if job["result"]:
-            outcome = f"adapter {job['result']['adapter_id']} {job['result']['status']}"
         click.echo(
-            f"#{job['id']:<4} {job['status']:<10} {job['progress'] * 100:3.0f}%  {job['created_utc'][:16]}  "
-            f"{what}  {outcome}"
+            f"#{job.id:<4} {job.status:<10} {job.progress * 100:3.0f}%  {job.created_utc[:16]}  "
+            f"{job.subject}  {job.outcome}"
         )
 
 
@@ -316,19 +307,19 @@ def adapters_list(task_id: int | None, as_json: bool) -> None:
     from engine.tuning import adapters as registry
 
     for adapter in registry.list_adapters(Store.open(), task_id):
-        figures = adapter.evaluation.get("gate", {}).get("figures", {})
+        gate = adapter.evaluation.gate
         if as_json:
             record = adapter.as_dict()
-            record["figures"] = figures
+            record["figures"] = {} if gate is None else asdict(gate.figures)
             _emit(record)
             continue
-        task, general = figures.get("task", {}), figures.get("general", {})
         shown = "not evaluated"
-        if task:
-            active = "" if task.get("active") is None else f" active {_percent(task['active'])}"
+        if gate is not None:
+            task, general = gate.figures.task, gate.figures.general
+            active = "" if task.active is None else f" active {_percent(task.active)}"
             shown = (
-                f"task {_percent(task['base'])} → {_percent(task['candidate'])}{active} · general "
-                f"{_percent(general['base'])} → {_percent(general['candidate'])}"
+                f"task {_percent(task.base)} → {_percent(task.candidate)}{active} · general "
+                f"{_percent(general.base)} → {_percent(general.candidate)}"
             )
         click.echo(
             f"#{adapter.id:<4} {adapter.status:<9} task {adapter.task_id!s:<4} {adapter.base_model_id:<24} "

@@ -33,6 +33,7 @@ from engine import paths
 from engine.catalog import gguf_problem, remembered_sha256
 from engine.errors import AdapterError
 from engine.store import Store, utc_now
+from engine.tuning.evaluation import AdapterEvaluation
 
 ADAPTER_FILE = "adapter.gguf"
 STAGING_PREFIX = ".staging-"
@@ -41,7 +42,8 @@ _CHUNK = 1024 * 1024
 
 @dataclass
 class Adapter:
-    """One row of ``adapters``, with its JSON columns parsed."""
+    """One row of ``adapters``, with its JSON columns parsed (``training`` is the job's record of how
+    it was trained, as the pipeline wrote it)."""
 
     id: int
     task_id: int | None
@@ -52,12 +54,12 @@ class Adapter:
     status: str
     created_utc: str
     promoted_utc: str | None = None
-    evaluation: dict[str, Any] = field(default_factory=dict)
+    evaluation: AdapterEvaluation = field(default_factory=AdapterEvaluation)
     training: dict[str, Any] = field(default_factory=dict)
 
     @property
     def gate_passed(self) -> bool:
-        return bool(self.evaluation.get("gate", {}).get("promote"))
+        return self.evaluation.passed
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,7 +72,7 @@ class Adapter:
             "sha256": self.sha256,
             "created_utc": self.created_utc,
             "promoted_utc": self.promoted_utc,
-            "evaluation": self.evaluation,
+            "evaluation": self.evaluation.as_dict(),
             "training": self.training,
         }
 
@@ -202,7 +204,7 @@ def _from_row(row: dict[str, Any]) -> Adapter:
         status=row["status"],
         created_utc=row["created_utc"],
         promoted_utc=row["promoted_utc"],
-        evaluation=json.loads(row["eval_json"] or "{}"),
+        evaluation=AdapterEvaluation.from_dict(json.loads(row["eval_json"] or "{}")),
         training=json.loads(row["train_json"] or "{}"),
     )
 
@@ -235,11 +237,11 @@ def serving_path(store: Store, adapter_id: int) -> tuple[Adapter, Path]:
 # Changing status ---------------------------------------------------------------------------------
 
 
-def record_evaluation(store: Store, adapter_id: int, evaluation: dict[str, Any]) -> None:
+def record_evaluation(store: Store, adapter_id: int, evaluation: AdapterEvaluation) -> None:
     with store.transaction():
         store.db.execute(
             "UPDATE adapters SET eval_json = ? WHERE id = ?",
-            [json.dumps(evaluation, ensure_ascii=False), adapter_id],
+            [json.dumps(evaluation.as_dict(), ensure_ascii=False), adapter_id],
         )
 
 
@@ -262,7 +264,7 @@ def promote(store: Store, adapter_id: int, force: bool = False) -> Adapter:
     if adapter.task_id is None:
         raise AdapterError(f"adapter {adapter_id} belongs to no task, so it cannot serve one")
     if not force and not adapter.gate_passed:
-        why = "; ".join(adapter.evaluation.get("gate", {}).get("reasons", [])) or "it was never evaluated"
+        why = adapter.evaluation.reasons or "it was never evaluated"
         raise AdapterError(
             f"adapter {adapter_id} did not pass the evaluation gate ({why}); add --force to promote it anyway"
         )

@@ -9,7 +9,6 @@ the choice. The scores are kept with the choice, so the adapter's record says wh
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +18,7 @@ from engine.catalog import Catalog, ModelEntry
 from engine.errors import TuningError
 from engine.tuning.dequantise import SUPPORTED_ARCHITECTURES
 from engine.tuning.evaluation import TaskScore, evaluate_task
+from engine.tuning.events import BaseScored, EventSink
 
 ROLES = ("generalist", "specialist-base")
 BACKEND = "llama_cpp"
@@ -79,7 +79,7 @@ def choose_base(
     validation: list[list[Message]],
     override: str | None = None,
     cancel: threading.Event | None = None,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
+    on_event: EventSink | None = None,
 ) -> BaseChoice:
     """The base for a task whose validation examples are ``validation``.
 
@@ -104,7 +104,7 @@ def choose_base(
         backend = backends.load(entry)
         scores[entry.id] = evaluate_task(backend, validation, cancel=cancel)
         if on_event:
-            on_event({"event": "base_score", "model_id": entry.id, **scores[entry.id].as_dict()})
+            on_event(BaseScored(entry.id, scores[entry.id]))
     by_size = {entry.id: entry.size_mb for entry in usable}
     best = max(scores, key=lambda model_id: (scores[model_id].score, -by_size[model_id], model_id))
     return BaseChoice(model_id=best, how=how, scores=scores, skipped=skipped if override is None else {})

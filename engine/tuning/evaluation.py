@@ -324,15 +324,111 @@ class Evaluation:
             "general": None if self.general is None else self.general.as_dict(),
         }
 
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Evaluation:
+        general = record.get("general")
+        return cls(
+            role=record["role"],
+            model_id=record["model_id"],
+            adapter_id=record["adapter_id"],
+            task=TaskScore(**record["task"]),
+            general=None if general is None else GeneralScore(**general),
+        )
+
+
+@dataclass(frozen=True)
+class TaskFigures:
+    """The task scores the gate compared: the base's, the candidate's and the active adapter's."""
+
+    base: float
+    candidate: float
+    active: float | None
+    examples: int
+
+
+@dataclass(frozen=True)
+class GeneralFigures:
+    """The general-set scores the gate compared, and how far below the base the candidate may fall."""
+
+    base: float
+    candidate: float
+    tolerance: float
+    items: int
+
+
+@dataclass(frozen=True)
+class GateFigures:
+    task: TaskFigures
+    general: GeneralFigures
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> GateFigures:
+        return cls(TaskFigures(**record["task"]), GeneralFigures(**record["general"]))
+
 
 @dataclass
 class GateDecision:
     promote: bool
     reasons: list[str]
-    figures: dict[str, Any]
+    figures: GateFigures
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> GateDecision:
+        return cls(record["promote"], list(record["reasons"]), GateFigures.from_dict(record["figures"]))
+
+
+@dataclass(frozen=True)
+class AdapterEvaluation:
+    """What an adapter's evaluation recorded: each contender measured, and the gate's decision."""
+
+    base: Evaluation | None = None
+    candidate: Evaluation | None = None
+    active: Evaluation | None = None
+    gate: GateDecision | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.gate is not None and self.gate.promote
+
+    @property
+    def verdict(self) -> str:
+        """The gate's word for it: passed, rejected, or not evaluated."""
+        if self.gate is None:
+            return "not evaluated"
+        return "passed" if self.gate.promote else "rejected"
+
+    @property
+    def reasons(self) -> str:
+        """The gate's reasons as one sentence ("" before any evaluation)."""
+        return "" if self.gate is None else "; ".join(self.gate.reasons)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as stored (``adapters.eval_json``): only what was measured."""
+        record: dict[str, Any] = {
+            role: measured.as_dict()
+            for role, measured in (
+                ("base", self.base),
+                ("candidate", self.candidate),
+                ("active", self.active),
+            )
+            if measured is not None
+        }
+        if self.gate is not None:
+            record["gate"] = self.gate.as_dict()
+        return record
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> AdapterEvaluation:
+        measured = {
+            role: Evaluation.from_dict(record[role])
+            for role in ("base", "candidate", "active")
+            if role in record
+        }
+        gate = record.get("gate")
+        return cls(**measured, gate=None if gate is None else GateDecision.from_dict(gate))
 
 
 def gate(
@@ -377,20 +473,20 @@ def gate(
             f"general: {_percent(general)} is more than {tolerance * 100:.0f} points below the base's "
             f"{_percent(base.general.score)}: the adapter breaks unrelated prompts"
         )
-    figures = {
-        "task": {
-            "base": round(base.task.score, 4),
-            "candidate": round(task, 4),
-            "active": None if active is None else round(active.task.score, 4),
-            "examples": candidate.task.examples,
-        },
-        "general": {
-            "base": round(base.general.score, 4),
-            "candidate": round(general, 4),
-            "tolerance": tolerance,
-            "items": candidate.general.items,
-        },
-    }
+    figures = GateFigures(
+        TaskFigures(
+            base=round(base.task.score, 4),
+            candidate=round(task, 4),
+            active=None if active is None else round(active.task.score, 4),
+            examples=candidate.task.examples,
+        ),
+        GeneralFigures(
+            base=round(base.general.score, 4),
+            candidate=round(general, 4),
+            tolerance=tolerance,
+            items=candidate.general.items,
+        ),
+    )
     return GateDecision(promote=promote, reasons=reasons, figures=figures)
 
 

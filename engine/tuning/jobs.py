@@ -1,8 +1,9 @@
 """Background jobs (tuning runs) in the ``jobs`` table, one running at a time.
 
-A job is ``queued`` until a worker process takes it (``start``: ``running`` with the worker's pid), then
-ends ``succeeded``, ``failed`` or ``cancelled``. Its progress events are JSON lines in
-``<data dir>/jobs/<id>.log``, which the GUI and ``understudy jobs`` read while it runs.
+A job (``Job``, one row) is ``queued`` until a worker process takes it (``start``: ``running`` with the
+worker's pid), then ends ``succeeded`` (with its ``TuneResult``), ``failed`` or ``cancelled``. Its
+progress events are JSON lines in ``<data dir>/jobs/<id>.log`` (``JobLog``), which the GUI and
+``understudy jobs`` read while it runs (``read_log``).
 
 A worker killed outright (SIGKILL, a crash, a power cut) cannot record its end, so a ``running`` job
 whose process is gone is marked failed the next time anyone looks (``reap_stale``), which also frees
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ import psutil
 from engine import paths
 from engine.errors import TuningError
 from engine.store import Store, utc_now
+from engine.tuning.events import JobEvent, TuneResult, parse_event
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -34,13 +37,64 @@ CANCELLED_EXIT_CODE = 130
 START_SLACK_SECONDS = 5.0
 
 
+@dataclass(frozen=True)
+class Job:
+    """One row of ``jobs``: ``args`` are the tune request's, ``result`` is set once it succeeded."""
+
+    id: int
+    kind: str
+    task_id: int | None
+    status: str
+    progress: float
+    pid: int | None
+    created_utc: str
+    started_utc: str | None
+    finished_utc: str | None
+    log_path: Path | None
+    error: str | None
+    args: dict[str, Any] = field(default_factory=dict)
+    result: TuneResult | None = None
+
+    @property
+    def outcome(self) -> str:
+        """What the job came to, in a few words: the adapter it made, or its error."""
+        if self.result is not None:
+            return f"adapter #{self.result.adapter_id} {self.result.status}"
+        return self.error or ""
+
+    @property
+    def subject(self) -> str:
+        """What the job tunes, as its request named it: a dataset file, or a task."""
+        if self.args.get("dataset_file"):
+            return Path(self.args["dataset_file"]).name
+        return f"task {self.args.get('task')}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as ``understudy jobs --json`` prints it."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "task_id": self.task_id,
+            "status": self.status,
+            "progress": self.progress,
+            "pid": self.pid,
+            "created_utc": self.created_utc,
+            "started_utc": self.started_utc,
+            "finished_utc": self.finished_utc,
+            "log_path": None if self.log_path is None else str(self.log_path),
+            "error": self.error,
+            "args": self.args,
+            "result": None if self.result is None else self.result.as_dict(),
+        }
+
+
 def jobs_dir() -> Path:
     folder = paths.data_dir() / "jobs"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def create(store: Store, kind: str, args: dict[str, Any], task_id: int | None = None) -> dict[str, Any]:
+def create(store: Store, kind: str, args: dict[str, Any], task_id: int | None = None) -> Job:
     """Queue a job; it runs when a worker ``start``s it."""
     with store.transaction():
         job_id = store.insert(
@@ -59,42 +113,58 @@ def create(store: Store, kind: str, args: dict[str, Any], task_id: int | None = 
     return get(store, job_id)
 
 
-def get(store: Store, job_id: int) -> dict[str, Any]:
+def get(store: Store, job_id: int) -> Job:
     rows = list(store.db.query("SELECT * FROM jobs WHERE id = ?", [job_id]))
     if not rows:
         raise TuningError(f"There is no job {job_id}; `understudy jobs` lists them.")
     return _parsed(rows[0])
 
 
-def list_jobs(store: Store, limit: int = 50) -> list[dict[str, Any]]:
+def list_jobs(store: Store, limit: int = 50) -> list[Job]:
     """Newest first, with stale running jobs already marked failed."""
     reap_stale(store)
     return [_parsed(row) for row in store.db.query("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", [limit])]
 
 
-def running(store: Store) -> list[dict[str, Any]]:
+def running(store: Store) -> list[Job]:
     reap_stale(store)
     return [_parsed(row) for row in store.db.query("SELECT * FROM jobs WHERE status = 'running'")]
 
 
-def next_queued(store: Store, kind: str = KIND_TUNE) -> dict[str, Any] | None:
+def next_queued(store: Store, kind: str = KIND_TUNE) -> Job | None:
     rows = list(
         store.db.query("SELECT * FROM jobs WHERE status = 'queued' AND kind = ? ORDER BY id LIMIT 1", [kind])
     )
     return _parsed(rows[0]) if rows else None
 
 
-def _parsed(row: dict[str, Any]) -> dict[str, Any]:
-    job = dict(row)
-    job["args"] = json.loads(job.pop("args_json") or "{}")
-    job["result"] = json.loads(job.pop("result_json") or "null")
-    return job
+def queued_count(store: Store) -> int:
+    return next(iter(store.db.query("SELECT COUNT(*) AS n FROM jobs WHERE status = 'queued'")))["n"]
+
+
+def _parsed(row: dict[str, Any]) -> Job:
+    result = json.loads(row["result_json"] or "null")
+    return Job(
+        id=row["id"],
+        kind=row["kind"],
+        task_id=row["task_id"],
+        status=row["status"],
+        progress=row["progress"],
+        pid=row["pid"],
+        created_utc=row["created_utc"],
+        started_utc=row["started_utc"],
+        finished_utc=row["finished_utc"],
+        log_path=None if row["log_path"] is None else Path(row["log_path"]),
+        error=row["error"],
+        args=json.loads(row["args_json"] or "{}"),
+        result=None if result is None else TuneResult.from_dict(result),
+    )
 
 
 # The worker's side -------------------------------------------------------------------------------
 
 
-def start(store: Store, job_id: int, pid: int | None = None) -> dict[str, Any]:
+def start(store: Store, job_id: int, pid: int | None = None) -> Job:
     """Mark a queued job running in process ``pid`` (this one by default).
 
     Refused while another job runs: the check and the change are one transaction, so two workers
@@ -104,8 +174,8 @@ def start(store: Store, job_id: int, pid: int | None = None) -> dict[str, Any]:
     with store.transaction():
         _reap_stale_locked(store)
         job = get(store, job_id)
-        if job["status"] != "queued":
-            raise TuningError(f"Job {job_id} is {job['status']}, not queued, so it cannot start.")
+        if job.status != "queued":
+            raise TuningError(f"Job {job_id} is {job.status}, not queued, so it cannot start.")
         busy = list(store.db.query("SELECT id, pid FROM jobs WHERE status = 'running'"))
         if busy:
             raise TuningError(
@@ -134,8 +204,8 @@ def set_task(store: Store, job_id: int, task_id: int) -> None:
 
 
 def finish(
-    store: Store, job_id: int, status: str, result: dict[str, Any] | None = None, error: str | None = None
-) -> dict[str, Any]:
+    store: Store, job_id: int, status: str, result: TuneResult | None = None, error: str | None = None
+) -> Job:
     if status not in FINISHED:
         raise TuningError(f"A job finishes as one of {', '.join(FINISHED)}, not {status!r}.")
     with store.transaction():
@@ -145,7 +215,7 @@ def finish(
             [
                 status,
                 utc_now(),
-                None if result is None else json.dumps(result, ensure_ascii=False),
+                None if result is None else json.dumps(result.as_dict(), ensure_ascii=False),
                 error,
                 status,
                 job_id,
@@ -162,23 +232,22 @@ class JobLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = self.path.open("a", encoding="utf-8")
 
-    def write(self, event: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(event, ensure_ascii=False) + "\n")
+    def write(self, event: JobEvent) -> None:
+        self._handle.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
         self._handle.flush()
 
     def close(self) -> None:
         self._handle.close()
 
 
-def read_log(job: dict[str, Any]) -> list[dict[str, Any]]:
+def read_log(job: Job) -> list[JobEvent]:
     """A job's events so far (a line being written when read is skipped)."""
-    path = Path(job["log_path"] or "")
-    if not job["log_path"] or not path.exists():
+    if job.log_path is None or not job.log_path.exists():
         return []
     events = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in job.log_path.read_text(encoding="utf-8").splitlines():
         try:
-            events.append(json.loads(line))
+            events.append(parse_event(json.loads(line)))
         except ValueError:
             continue
     return events
@@ -232,22 +301,22 @@ def _reap_stale_locked(store: Store) -> list[int]:
     return [row["id"] for row in stale]
 
 
-def cancel(store: Store, job_id: int) -> dict[str, Any]:
+def cancel(store: Store, job_id: int) -> Job:
     """Cancel a queued job at once; ask a running one's worker to stop (SIGTERM)."""
     with store.transaction():
         job = get(store, job_id)
-        if job["status"] == "queued":
+        if job.status == "queued":
             store.db.execute(
                 "UPDATE jobs SET status = 'cancelled', finished_utc = ? WHERE id = ?", [utc_now(), job_id]
             )
             return get(store, job_id)
-        if job["status"] != "running":
-            raise TuningError(f"Job {job_id} is already {job['status']}; there is nothing to cancel.")
-        if not process_alive(job["pid"], job["started_utc"]):
+        if job.status != "running":
+            raise TuningError(f"Job {job_id} is already {job.status}; there is nothing to cancel.")
+        if not process_alive(job.pid, job.started_utc):
             _reap_stale_locked(store)
             return get(store, job_id)
     try:
-        os.kill(job["pid"], signal.SIGTERM)
+        os.kill(job.pid, signal.SIGTERM)
     except ProcessLookupError:
         reap_stale(store)
     return get(store, job_id)

@@ -2,11 +2,12 @@
 candidate → evaluation → gate → promoted or rejected.
 
 ``run_tune`` is the job itself; ``run_job`` runs it as a row of the ``jobs`` table (one at a time,
-progress and result recorded, every event appended to the job's log). Each stage reports JSON-ready
-events through ``on_event``: ``{"event": "stage", "stage": ..., "progress": ...}`` when a stage begins,
-``rehearsal_progress`` for each rehearsal answer the base makes (once per model), the trainer's own
-events (``step`` with loss, tokens/s and ETA; ``checkpoint``), ``eval`` for each model measured,
-``gate`` with the decision, and ``done`` (or ``error`` / ``cancelled``) at the end.
+progress and result recorded, every event appended to the job's log). Each stage reports typed events
+(``engine.tuning.events``) through ``on_event``: ``StageStarted`` when a stage begins,
+``RehearsalProgress`` for each rehearsal answer the base makes (once per model), the trainer's own
+events (``TrainingStep`` with loss, tokens/s and ETA; ``CheckpointSaved``), ``Evaluated`` for each model
+measured, ``GateDecided`` with the decision, and ``JobDone`` (or ``JobFailed`` / ``JobCancelled``) at
+the end. ``JobReporter`` is the edge that writes them as JSON lines.
 
 A kill at any moment is safe: training checkpoints and the adapter publish are atomic, and the job row
 of a killed worker is marked failed by the next reader (``jobs.reap_stale``). ``resume`` continues
@@ -18,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,21 +30,35 @@ from engine.store import Store
 from engine.tuning import adapters, jobs
 from engine.tuning.base_choice import choose_base
 from engine.tuning.datasets import build_from_jsonl, build_from_log, named_task, read_records
-from engine.tuning.evaluation import Evaluation, evaluate_general, evaluate_task, gate, load_general_set
+from engine.tuning.evaluation import (
+    AdapterEvaluation,
+    Evaluation,
+    evaluate_general,
+    evaluate_task,
+    gate,
+    load_general_set,
+)
+from engine.tuning.events import (
+    STAGE_PROGRESS,
+    BaseChosen,
+    CandidateRegistered,
+    DatasetBuilt,
+    Evaluated,
+    EvaluationProgress,
+    EventSink,
+    GateDecided,
+    JobCancelled,
+    JobDone,
+    JobEvent,
+    JobFailed,
+    JobWarning,
+    RehearsalProgress,
+    StageStarted,
+    TuneResult,
+    parse_event,
+    progress_of,
+)
 from engine.tuning.scheduler import Machine, ScheduleSettings, should_start
-
-EventSink = Callable[[dict[str, Any]], None]
-# Where each stage starts on the job's progress bar; training fills most of it.
-STAGE_PROGRESS = {
-    "dataset": 0.0,
-    "base": 0.02,
-    "rehearse": 0.06,
-    "train": 0.10,
-    "export": 0.80,
-    "register": 0.82,
-    "evaluate": 0.83,
-    "gate": 0.99,
-}
 
 
 def _through(stage: str, fraction: float) -> float:
@@ -110,7 +125,7 @@ def run_tune(
     request: TuneRequest,
     on_event: EventSink,
     cancel: threading.Event | None = None,
-) -> dict[str, Any]:
+) -> TuneResult:
     """Run the whole job; return its result (the adapter, the figures, whether it was promoted)."""
     request.check()
     model_catalog = catalog.load_catalog()
@@ -118,7 +133,7 @@ def run_tune(
     def stage(name: str, **details: Any) -> None:
         if cancel is not None and cancel.is_set():
             raise TrainingCancelled(f"The tuning job was cancelled before its {name} stage.")
-        on_event({"event": "stage", "stage": name, "progress": STAGE_PROGRESS[name], **details})
+        on_event(StageStarted(name, STAGE_PROGRESS[name], **details))
 
     stage("dataset")
     task_id = resolve_task(store, request)
@@ -133,21 +148,12 @@ def run_tune(
         from engine.discovery import place_task
 
         place_task(store, task_id)
-    on_event(
-        {
-            "event": "dataset",
-            "task_id": task_id,
-            "dataset_id": dataset.id,
-            "n_train": dataset.n_train,
-            "n_val": dataset.n_val,
-            "sha256": dataset.sha256,
-        }
-    )
+    on_event(DatasetBuilt(task_id, dataset.id, dataset.n_train, dataset.n_val, dataset.sha256))
 
     stage("base", override=request.base)
     choice = choose_base(model_catalog, validation, override=request.base, cancel=cancel, on_event=on_event)
     base_entry = model_catalog.get(choice.model_id)
-    on_event({"event": "base", **choice.as_dict()})
+    on_event(BaseChosen(**choice.as_dict()))
 
     stage("rehearse", base_model_id=base_entry.id)
     from engine.tuning.rehearsal import rehearsal_file
@@ -189,61 +195,53 @@ def run_tune(
     candidate = adapters.register_candidate(
         store, exported, base_entry.id, task_id, dataset_id=dataset.id, training=training_record
     )
-    on_event({"event": "candidate", "adapter_id": candidate.id, "sha256": candidate.sha256})
+    on_event(CandidateRegistered(candidate.id, candidate.sha256))
 
     stage("evaluate", adapter_id=candidate.id)
     decision, evaluations = _evaluate(store, candidate, base_entry.id, choice, validation, on_event, cancel)
 
     stage("gate")
     adapters.record_evaluation(
-        store,
-        candidate.id,
-        {**{e.role: e.as_dict() for e in evaluations}, "gate": decision.as_dict()},
+        store, candidate.id, AdapterEvaluation(**{e.role: e for e in evaluations}, gate=decision)
     )
     if decision.promote:
         adapters.promote(store, candidate.id)
     else:
         adapters.reject(store, candidate.id)
-    on_event({"event": "gate", "adapter_id": candidate.id, **decision.as_dict()})
-    return {
-        "task_id": task_id,
-        "dataset_id": dataset.id,
-        "adapter_id": candidate.id,
-        "base_model_id": base_entry.id,
-        "status": adapters.get(store, candidate.id).status,
-        "promoted": decision.promote,
-        "reasons": decision.reasons,
-        "figures": decision.figures,
-        "base_choice": choice.as_dict(),
-        "training": training_record,
-    }
+    on_event(GateDecided(candidate.id, decision))
+    return TuneResult(
+        task_id=task_id,
+        dataset_id=dataset.id,
+        adapter_id=candidate.id,
+        base_model_id=base_entry.id,
+        status=adapters.get(store, candidate.id).status,
+        promoted=decision.promote,
+        reasons=decision.reasons,
+        figures=decision.figures,
+        base_choice=choice.as_dict(),
+        training=training_record,
+    )
 
 
 def _rehearsal_events(on_event: EventSink) -> Callable[[int, int], None]:
-    """Each rehearsal answer the base made, as a ``rehearsal_progress`` event along its stage's span."""
+    """Each rehearsal answer the base made, as a ``RehearsalProgress`` along its stage's span."""
 
     def answered(done: int, total: int) -> None:
-        on_event(
-            {
-                "event": "rehearsal_progress",
-                "done": done,
-                "total": total,
-                "progress": _through("rehearse", done / total),
-            }
-        )
+        on_event(RehearsalProgress(done, total, _through("rehearse", done / total)))
 
     return answered
 
 
 def _training_events(on_event: EventSink) -> Callable[[dict[str, Any]], None]:
-    """The trainer's events, named so they cannot be mistaken for the job's own, with progress."""
+    """The trainer's events (plain dicts, as a library reports them) typed, named so they cannot be
+    mistaken for the job's own, with the job's progress on each step."""
     renamed = {"start": "train_start", "done": "trained"}
 
     def forward(event: dict[str, Any]) -> None:
         event = {**event, "event": renamed.get(event["event"], event["event"])}
         if event["event"] == "step":
             event["progress"] = _through("train", event["step"] / event["total_steps"])
-        on_event(event)
+        on_event(parse_event(event))
 
     return forward
 
@@ -261,7 +259,7 @@ def _evaluate(store, candidate, base_model_id, choice, validation, on_event, can
     base.general = evaluate_general(
         backend, items=general_items, cancel=cancel, on_progress=count.of("base", "general")
     )
-    on_event({"event": "eval", **base.as_dict()})
+    on_event(Evaluated(base))
     measured = Evaluation(
         "candidate",
         base_model_id,
@@ -281,13 +279,13 @@ def _evaluate(store, candidate, base_model_id, choice, validation, on_event, can
             on_progress=count.of("candidate", "general"),
         ),
     )
-    on_event({"event": "eval", **measured.as_dict()})
+    on_event(Evaluated(measured))
     active = None
     if current is not None:
         try:
             current_path = adapters.verify(current)
         except UnderstudyError as error:
-            on_event({"event": "warning", "message": f"the active adapter cannot be measured: {error}"})
+            on_event(JobWarning(f"the active adapter cannot be measured: {error}"))
         else:
             active_backend = backends.load(model_catalog.get(current.base_model_id))
             active = Evaluation(
@@ -302,13 +300,13 @@ def _evaluate(store, candidate, base_model_id, choice, validation, on_event, can
                     on_progress=count.of("active", "task"),
                 ),
             )
-            on_event({"event": "eval", **active.as_dict()})
+            on_event(Evaluated(active))
     evaluations = [e for e in (base, measured, active) if e is not None]
     return gate(measured, base, active), evaluations
 
 
 class _EvaluationProgress:
-    """Turns each answer scored into an ``eval_progress`` event along the evaluate stage's span."""
+    """Turns each answer scored into an ``EvaluationProgress`` along the evaluate stage's span."""
 
     def __init__(self, on_event: EventSink, answers: int):
         self.on_event = on_event
@@ -319,14 +317,9 @@ class _EvaluationProgress:
         def scored(done: int, total: int) -> None:
             self.scored += 1
             self.on_event(
-                {
-                    "event": "eval_progress",
-                    "role": role,
-                    "set": measure,
-                    "done": done,
-                    "total": total,
-                    "progress": _through("evaluate", self.scored / self.answers),
-                }
+                EvaluationProgress(
+                    role, measure, done, total, _through("evaluate", self.scored / self.answers)
+                )
             )
 
         return scored
@@ -339,24 +332,24 @@ class JobReporter:
     """Every event goes to the job's log and to ``echo``; progress goes to the jobs row (at most once a
     second, so a fast training loop does not hammer the database)."""
 
-    def __init__(self, store: Store, job: dict[str, Any], echo: EventSink | None = None):
+    def __init__(self, store: Store, job: jobs.Job, echo: EventSink | None = None):
         self.store = store
-        self.job_id = job["id"]
-        self.log = jobs.JobLog(Path(job["log_path"]))
+        self.job_id = job.id
+        self.log = jobs.JobLog(job.log_path)
         self.echo = echo
         self._written_at = 0.0
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        event = {"job_id": self.job_id, **event}
+    def __call__(self, event: JobEvent) -> None:
+        event = replace(event, job_id=self.job_id)
         self.log.write(event)
         if self.echo is not None:
             self.echo(event)
-        if event["event"] == "dataset":
-            jobs.set_task(self.store, self.job_id, event["task_id"])
-        progress = event.get("progress")
+        if isinstance(event, DatasetBuilt):
+            jobs.set_task(self.store, self.job_id, event.task_id)
+        progress = progress_of(event)
         now = time.monotonic()
         if progress is not None and (
-            event["event"] == "stage" or now - self._written_at >= PROGRESS_WRITE_SECONDS
+            isinstance(event, StageStarted) or now - self._written_at >= PROGRESS_WRITE_SECONDS
         ):
             jobs.set_progress(self.store, self.job_id, progress)
             self._written_at = now
@@ -367,7 +360,7 @@ class JobReporter:
 
 def run_job(
     store: Store, job_id: int, echo: EventSink | None = None, cancel: threading.Event | None = None
-) -> dict[str, Any]:
+) -> jobs.Job:
     """Take a queued job and run it in this process; return the finished job row.
 
     Refuses (``TuningError``) when another job is running. A failure is recorded on the job and
@@ -376,14 +369,14 @@ def run_job(
     job = jobs.start(store, job_id)
     reporter = JobReporter(store, job, echo)
     try:
-        result = run_tune(store, TuneRequest.from_args(job["args"]), reporter, cancel)
-        reporter({"event": "done", **result})
+        result = run_tune(store, TuneRequest.from_args(job.args), reporter, cancel)
+        reporter(JobDone(result))
         return jobs.finish(store, job_id, "succeeded", result=result)
     except TrainingCancelled as error:
-        reporter({"event": "cancelled", "message": str(error)})
+        reporter(JobCancelled(str(error)))
         return jobs.finish(store, job_id, "cancelled", error=str(error))
     except UnderstudyError as error:
-        reporter({"event": "error", "message": str(error)})
+        reporter(JobFailed(str(error)))
         return jobs.finish(store, job_id, "failed", error=str(error))
     except BaseException as error:
         jobs.finish(store, job_id, "failed", error=f"{type(error).__name__}: {error}")
@@ -399,7 +392,7 @@ def run_due(
     settings: ScheduleSettings,
     echo: EventSink | None = None,
     cancel: threading.Event | None = None,
-) -> tuple[dict[str, Any] | None, str]:
+) -> tuple[jobs.Job | None, str]:
     """Run the oldest queued job if the schedule allows it now; return (finished job or None, why)."""
     queued = jobs.next_queued(store)
     if queued is None:
@@ -407,4 +400,4 @@ def run_due(
     allowed, reason = should_start(now, machine.power(), machine.idle(), len(jobs.running(store)), settings)
     if not allowed:
         return None, reason
-    return run_job(store, queued["id"], echo, cancel), reason
+    return run_job(store, queued.id, echo, cancel), reason

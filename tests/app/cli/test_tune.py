@@ -4,9 +4,11 @@ the command line. The whole tuning job runs in tests/engine/test_tuning_pipeline
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pytest
 from click.testing import CliRunner
+from tuning_records import FIGURES, gated, tune_result
 
 from app.main import cli
 from engine import catalog
@@ -17,10 +19,6 @@ from engine.tuning.datasets import named_task
 from engine.tuning.scheduler import load_schedule
 
 BASE = "smollm2-135m-instruct"
-FIGURES = {
-    "task": {"base": 0.2, "candidate": 0.9, "active": None, "examples": 10},
-    "general": {"base": 0.97, "candidate": 0.94, "tolerance": 0.1, "items": 35},
-}
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +39,9 @@ def registered(adapter_file, understudy_home):
     store = Store.open()
     task_id = named_task(store, "invoices")
     passed = adapters.register_candidate(store, adapter_file, BASE, task_id)
-    adapters.record_evaluation(
-        store, passed.id, {"gate": {"promote": True, "reasons": [], "figures": FIGURES}}
-    )
+    adapters.record_evaluation(store, passed.id, gated(True))
     turned_down = adapters.register_candidate(store, adapter_file, BASE, task_id)
-    adapters.record_evaluation(
-        store,
-        turned_down.id,
-        {"gate": {"promote": False, "reasons": ["general: broken"], "figures": FIGURES}},
-    )
+    adapters.record_evaluation(store, turned_down.id, gated(False, ["general: broken"]))
     adapters.reject(store, turned_down.id)
     yield store, task_id, passed, turned_down
     store.close()
@@ -59,7 +51,8 @@ def test_adapters_are_listed_newest_first_with_their_figures(registered):
     _store, task_id, passed, turned_down = registered
     records = [json.loads(line) for line in understudy("adapters", "list", "--json").output.splitlines()]
     assert [r["id"] for r in records] == [turned_down.id, passed.id]
-    assert records[1]["status"] == "candidate" and records[1]["figures"] == FIGURES
+    assert records[1]["status"] == "candidate" and records[1]["figures"] == asdict(FIGURES)
+    assert records[1]["evaluation"] == gated(True).as_dict()
     assert records[0]["base_model_id"] == BASE and records[0]["task_id"] == task_id
     lines = understudy("adapters", "list").output.splitlines()
     assert lines[0].startswith(f"#{turned_down.id}") and "rejected" in lines[0]
@@ -104,8 +97,14 @@ def test_run_due_with_nothing_queued_says_so():
 def test_jobs_lists_status_and_outcome(understudy_home):
     store = Store.open()
     job = jobs.create(store, jobs.KIND_TUNE, {"task": "invoices", "dataset_file": None})
-    jobs.start(store, job["id"])
-    jobs.finish(store, job["id"], "succeeded", result={"adapter_id": 4, "status": "active"})
+    jobs.start(store, job.id)
+    jobs.finish(store, job.id, "succeeded", result=tune_result(adapter_id=4, status="active"))
     [line] = understudy("jobs").output.splitlines()
-    assert line.startswith(f"#{job['id']}") and "succeeded" in line and "adapter 4 active" in line
-    assert json.loads(understudy("jobs", "--json").output)["result"] == {"adapter_id": 4, "status": "active"}
+    assert line.startswith(f"#{job.id}") and "succeeded" in line
+    assert line.endswith("task invoices  adapter #4 active")
+    listed = json.loads(understudy("jobs", "--json").output)
+    assert listed["result"] == tune_result(adapter_id=4, status="active").as_dict()
+    assert list(listed) == [
+        "id", "kind", "task_id", "status", "progress", "pid", "created_utc", "started_utc", "finished_utc",
+        "log_path", "error", "args", "result",
+    ]  # fmt: skip

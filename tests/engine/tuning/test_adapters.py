@@ -10,6 +10,7 @@ import textwrap
 import time
 
 import pytest
+from tuning_records import gated
 
 from engine import catalog
 from engine.bench.swap import write_random_adapter
@@ -19,7 +20,7 @@ from engine.tuning import adapters
 from engine.tuning.datasets import named_task
 
 BASE = "smollm2-135m-instruct"
-PASSED = {"gate": {"promote": True, "reasons": ["task: better"]}}
+PASSED = gated(True, ["task: better"])
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_promotion_needs_the_gate_unless_forced(store, adapter_files):
     adapter = adapters.register_candidate(store, adapter_files[0], BASE, task_id)
     with pytest.raises(AdapterError, match="did not pass the evaluation gate .*--force"):
         adapters.promote(store, adapter.id)
-    adapters.record_evaluation(store, adapter.id, {"gate": {"promote": False, "reasons": ["task: worse"]}})
+    adapters.record_evaluation(store, adapter.id, gated(False, ["task: worse"]))
     with pytest.raises(AdapterError, match="task: worse"):
         adapters.promote(store, adapter.id)
     assert adapters.promote(store, adapter.id, force=True).status == "active"
@@ -136,13 +137,18 @@ PUBLISHER = textwrap.dedent(
     import sys
     from engine.store import Store
     from engine.tuning import adapters
+    from engine.tuning.evaluation import AdapterEvaluation
     store = Store.open()
+    passed = AdapterEvaluation.from_dict({"gate": {"promote": True, "reasons": [], "figures": {
+        "task": {"base": 0.2, "candidate": 0.9, "active": None, "examples": 10},
+        "general": {"base": 0.97, "candidate": 0.94, "tolerance": 0.1, "items": 35},
+    }}})
     task_id, files = int(sys.argv[1]), sys.argv[2:]
     print("ready", flush=True)
     for round in range(1000):
         file = files[round % len(files)]
         candidate = adapters.register_candidate(store, file, "smollm2-135m-instruct", task_id)
-        adapters.record_evaluation(store, candidate.id, {"gate": {"promote": True, "reasons": []}})
+        adapters.record_evaluation(store, candidate.id, passed)
         adapters.promote(store, candidate.id)
     """
 )

@@ -12,8 +12,10 @@ from engine.store import Store
 from engine.tuning import evaluation
 from engine.tuning.datasets import build_from_jsonl, read_records
 from engine.tuning.evaluation import (
+    AdapterEvaluation,
     Evaluation,
     GeneralScore,
+    TaskFigures,
     TaskScore,
     evaluate_general,
     evaluate_task,
@@ -105,8 +107,20 @@ def contender(role: str, task: float, general: float | None = None, adapter_id: 
 def test_the_gate_promotes_a_candidate_better_on_the_task_and_fine_elsewhere():
     decision = gate(contender("candidate", 0.9, 0.91, 7), contender("base", 0.2, 0.97), None)
     assert decision.promote, decision.reasons
-    assert decision.figures["task"] == {"base": 0.2, "candidate": 0.9, "active": None, "examples": 10}
-    assert decision.figures["general"]["tolerance"] == evaluation.GENERAL_TOLERANCE == 0.10
+    assert decision.figures.task == TaskFigures(base=0.2, candidate=0.9, active=None, examples=10)
+    assert decision.figures.general.tolerance == evaluation.GENERAL_TOLERANCE == 0.10
+
+
+def test_an_adapters_evaluation_reads_back_as_it_was_recorded():
+    candidate, base = contender("candidate", 0.9, 0.91, 7), contender("base", 0.2, 0.97)
+    recorded = AdapterEvaluation(base=base, candidate=candidate, gate=gate(candidate, base, None))
+    stored = json.loads(json.dumps(recorded.as_dict()))
+    assert set(stored) == {"base", "candidate", "gate"}
+    assert AdapterEvaluation.from_dict(stored) == recorded
+    assert (recorded.passed, recorded.verdict) == (True, "passed")
+    assert recorded.reasons.startswith("task: 90.0% beats the base's 20.0%; general: ")
+    never = AdapterEvaluation.from_dict({})
+    assert (never.passed, never.verdict, never.reasons, never.as_dict()) == (False, "not evaluated", "", {})
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 import psutil
 import pytest
+from tuning_records import tune_result
 
 from engine.errors import TuningError
 from engine.store import Store
 from engine.tuning import jobs
+from engine.tuning.events import StageStarted, TrainingStep
 
 
 @pytest.fixture
@@ -39,44 +41,46 @@ def wait_until_zombie(pid: int) -> None:
 
 def test_a_job_is_queued_then_runs_then_finishes(store):
     job = jobs.create(store, jobs.KIND_TUNE, {"dataset": "x.jsonl"})
-    assert job["status"] == "queued"
-    assert job["log_path"].endswith(f"jobs/{job['id']}.log")
-    assert jobs.next_queued(store)["id"] == job["id"]
-    running = jobs.start(store, job["id"])
-    assert (running["status"], running["pid"]) == ("running", os.getpid())
-    jobs.set_progress(store, job["id"], 0.5)
-    assert jobs.get(store, job["id"])["progress"] == 0.5
-    done = jobs.finish(store, job["id"], "succeeded", result={"adapter_id": 3})
-    assert (done["status"], done["progress"], done["result"]) == ("succeeded", 1.0, {"adapter_id": 3})
-    assert done["finished_utc"] is not None
+    assert job.status == "queued"
+    assert job.log_path.as_posix().endswith(f"jobs/{job.id}.log")
+    assert jobs.next_queued(store).id == job.id
+    running = jobs.start(store, job.id)
+    assert (running.status, running.pid) == ("running", os.getpid())
+    jobs.set_progress(store, job.id, 0.5)
+    assert jobs.get(store, job.id).progress == 0.5
+    done = jobs.finish(store, job.id, "succeeded", result=tune_result(adapter_id=3))
+    assert (done.status, done.progress, done.result) == ("succeeded", 1.0, tune_result(adapter_id=3))
+    assert done.outcome == "adapter #3 active"
+    assert done.finished_utc is not None
     assert jobs.next_queued(store) is None
+    assert jobs.list_jobs(store)[0].as_dict()["result"] == tune_result(adapter_id=3).as_dict()
 
 
 def test_a_second_job_is_refused_while_one_runs(store):
     first = jobs.create(store, jobs.KIND_TUNE, {})
     second = jobs.create(store, jobs.KIND_TUNE, {})
-    jobs.start(store, first["id"])
+    jobs.start(store, first.id)
     with pytest.raises(
-        TuningError, match=rf"Job {first['id']} is already running .*one tuning job runs at a time"
+        TuningError, match=rf"Job {first.id} is already running .*one tuning job runs at a time"
     ):
-        jobs.start(store, second["id"])
-    jobs.finish(store, first["id"], "failed", error="boom")
-    assert jobs.start(store, second["id"])["status"] == "running"
+        jobs.start(store, second.id)
+    jobs.finish(store, first.id, "failed", error="boom")
+    assert jobs.start(store, second.id).status == "running"
 
 
 def test_a_running_job_whose_worker_was_killed_is_marked_failed_and_frees_the_slot(store):
     worker = sleeper()
     stale = jobs.create(store, jobs.KIND_TUNE, {})
-    jobs.start(store, stale["id"], pid=worker.pid)
-    assert [job["id"] for job in jobs.running(store)] == [stale["id"]]
+    jobs.start(store, stale.id, pid=worker.pid)
+    assert [job.id for job in jobs.running(store)] == [stale.id]
     worker.kill()  # not waited for: the dead worker stays a zombie, which counts as gone
     wait_until_zombie(worker.pid)
-    assert not jobs.process_alive(worker.pid, jobs.get(store, stale["id"])["started_utc"])
+    assert not jobs.process_alive(worker.pid, jobs.get(store, stale.id).started_utc)
     next_job = jobs.create(store, jobs.KIND_TUNE, {})
-    assert jobs.start(store, next_job["id"])["status"] == "running"
-    failed = jobs.get(store, stale["id"])
-    assert failed["status"] == "failed"
-    assert "ended without finishing" in failed["error"]
+    assert jobs.start(store, next_job.id).status == "running"
+    failed = jobs.get(store, stale.id)
+    assert failed.status == "failed"
+    assert "ended without finishing" in failed.error
     worker.wait()
 
 
@@ -89,9 +93,9 @@ def test_a_pid_reused_by_a_newer_process_is_not_the_worker():
 
 def test_cancelling_a_queued_job_is_immediate(store):
     job = jobs.create(store, jobs.KIND_TUNE, {})
-    assert jobs.cancel(store, job["id"])["status"] == "cancelled"
+    assert jobs.cancel(store, job.id).status == "cancelled"
     with pytest.raises(TuningError, match="already cancelled"):
-        jobs.cancel(store, job["id"])
+        jobs.cancel(store, job.id)
 
 
 def test_cancelling_a_running_job_asks_its_worker_to_stop_and_the_worker_records_it(store):
@@ -105,47 +109,49 @@ def test_cancelling_a_running_job_asks_its_worker_to_stop_and_the_worker_records
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         store = Store.open()
-        jobs.start(store, {job["id"]})
+        jobs.start(store, {job.id})
         print("started", flush=True)
         while not stop.wait(0.05):
             pass
-        jobs.finish(store, {job["id"]}, "cancelled", error="cancelled by the user")
+        jobs.finish(store, {job.id}, "cancelled", error="cancelled by the user")
         """
     )
     worker = subprocess.Popen([sys.executable, "-c", worker_code], stdout=subprocess.PIPE, text=True)
     assert worker.stdout.readline().strip() == "started"
-    assert jobs.get(store, job["id"])["pid"] == worker.pid
-    jobs.cancel(store, job["id"])
+    assert jobs.get(store, job.id).pid == worker.pid
+    jobs.cancel(store, job.id)
     assert worker.wait(timeout=60) == 0
     worker.stdout.close()
-    assert jobs.get(store, job["id"])["status"] == "cancelled"
+    assert jobs.get(store, job.id).status == "cancelled"
 
 
 def test_cancelling_a_job_whose_worker_is_gone_marks_it_failed(store):
     worker = sleeper()
     job = jobs.create(store, jobs.KIND_TUNE, {})
-    jobs.start(store, job["id"], pid=worker.pid)
+    jobs.start(store, job.id, pid=worker.pid)
     worker.send_signal(signal.SIGKILL)
     worker.wait()
-    assert jobs.cancel(store, job["id"])["status"] == "failed"
+    assert jobs.cancel(store, job.id).status == "failed"
 
 
 def test_the_log_holds_one_json_event_per_line(store):
     job = jobs.create(store, jobs.KIND_TUNE, {})
-    log = jobs.JobLog(job["log_path"])
-    log.write({"event": "stage", "stage": "dataset"})
-    log.write({"event": "step", "step": 1, "loss": 2.5})
-    with open(job["log_path"], "a") as handle:
+    log = jobs.JobLog(job.log_path)
+    stage = StageStarted("dataset", 0.0, job_id=job.id)
+    step = TrainingStep(1, 20, 2.5, 0.0, 1e-4, 180.0, 60.0, 0.135, job_id=job.id)
+    log.write(stage)
+    log.write(step)
+    with open(job.log_path, "a") as handle:
         handle.write('{"event": "st')  # a line being written right now
     log.close()
-    assert jobs.read_log(job) == [
-        {"event": "stage", "stage": "dataset"},
-        {"event": "step", "step": 1, "loss": 2.5},
-    ]
+    assert job.log_path.read_text().splitlines()[0] == (
+        f'{{"job_id": {job.id}, "event": "stage", "stage": "dataset", "progress": 0.0}}'
+    )
+    assert jobs.read_log(job) == [stage, step]
 
 
 def test_jobs_are_listed_newest_first(store):
-    ids = [jobs.create(store, jobs.KIND_TUNE, {"n": n})["id"] for n in range(3)]
-    assert [job["id"] for job in jobs.list_jobs(store)] == ids[::-1]
+    ids = [jobs.create(store, jobs.KIND_TUNE, {"n": n}).id for n in range(3)]
+    assert [job.id for job in jobs.list_jobs(store)] == ids[::-1]
     with pytest.raises(TuningError, match="no job 999"):
         jobs.get(store, 999)

@@ -16,6 +16,7 @@ import pytest
 from engine.catalog import sha256_of
 from engine.store import Store
 from engine.tuning import adapters, jobs
+from engine.tuning.events import JobFailed
 from engine.tuning.pipeline import TuneRequest, run_due
 from engine.tuning.scheduler import IdleReading, PowerReading, ScheduleSettings
 
@@ -111,7 +112,7 @@ def test_tune_now_cancel_resume_gate_publish_and_chat_with_the_adapter(tmp_path)
     assert worker.wait(timeout=300) == 130
     assert events(rest)[-1]["event"] == "cancelled"
     store = Store.open()
-    assert jobs.get(store, job_id)["status"] == "cancelled"
+    assert jobs.get(store, job_id).status == "cancelled"
     stages = [e["stage"] for e in seen if e["event"] == "stage"]
     assert stages == ["dataset", "base", "rehearse", "train"]
 
@@ -139,22 +140,22 @@ def test_tune_now_cancel_resume_gate_publish_and_chat_with_the_adapter(tmp_path)
 
     # The records: the job, the adapter with its evaluation and training, the same thing in the log file.
     job = jobs.get(store, lines[0]["job_id"])
-    assert (job["status"], job["progress"], job["result"]["adapter_id"]) == (
+    assert (job.status, job.progress, job.result.adapter_id) == (
         "succeeded",
         1.0,
         done["adapter_id"],
     )
-    assert job["task_id"] == done["task_id"]
+    assert job.task_id == done["task_id"]
     # The task came from a file, not from discovery: it was placed, so the router can reach it.
     assert store.db["tasks"].get(done["task_id"])["centroid"] is not None
-    assert [event["event"] for event in jobs.read_log(job)] == kinds
+    assert [event.to_dict() for event in jobs.read_log(job)] == lines
     adapter = adapters.get(store, done["adapter_id"])
     # Rehearsal keeps the adapter near the base elsewhere, so the gate promotes it.
     assert decision["promote"], decision["reasons"]
     assert adapter.status == "active" == done["status"]
     assert adapter.training["base_choice"]["model_id"] == BASE
     assert adapter.training["resumed_from_step"] == start["resumed_from_step"]
-    assert adapter.evaluation["gate"]["promote"] == decision["promote"]
+    assert adapter.evaluation.gate.promote == decision["promote"]
     assert sha256_of(adapter.path) == adapter.sha256
 
     listed = run_understudy("adapters", "list", "--json")
@@ -184,13 +185,13 @@ def test_a_second_tune_is_refused_while_one_runs(tmp_path):
     write_examples(dataset, PARAPHRASES, FACT)
     store = Store.open()
     busy = jobs.create(store, jobs.KIND_TUNE, {})
-    jobs.start(store, busy["id"])  # this test process is the live worker
+    jobs.start(store, busy.id)  # this test process is the live worker
     refused = run_understudy("tune", "--dataset", str(dataset), "--now", "--json")
     assert refused.returncode == 1
-    assert f"Job {busy['id']} is already running" in refused.stderr
+    assert f"Job {busy.id} is already running" in refused.stderr
     assert "one tuning job runs at a time" in refused.stderr
     latest = jobs.list_jobs(store)[0]
-    assert latest["status"] == "failed" and "already running" in latest["error"]
+    assert latest.status == "failed" and "already running" in latest.error
 
 
 def test_a_queued_job_waits_for_the_window_then_runs_and_records_its_failure(tmp_path):
@@ -202,8 +203,8 @@ def test_a_queued_job_waits_for_the_window_then_runs_and_records_its_failure(tmp
     assert announced["event"] == "queued" and announced["window"] == "01:00-06:00"
     store = Store.open()
     job_id = announced["job_id"]
-    assert jobs.get(store, job_id)["status"] == "queued"
-    assert TuneRequest.from_args(jobs.get(store, job_id)["args"]).dataset_file == too_small.resolve()
+    assert jobs.get(store, job_id).status == "queued"
+    assert TuneRequest.from_args(jobs.get(store, job_id).args).dataset_file == too_small.resolve()
 
     settings = ScheduleSettings()
     noon, night = datetime(2026, 11, 10, 12, 0).astimezone(), datetime(2026, 11, 11, 2, 0).astimezone()
@@ -212,13 +213,13 @@ def test_a_queued_job_waits_for_the_window_then_runs_and_records_its_failure(tmp
     assert finished is None and "outside the tuning window" in reason
     finished, reason = run_due(store, laptop, night, settings)
     assert finished is None and "battery" in reason
-    assert jobs.get(store, job_id)["status"] == "queued"
+    assert jobs.get(store, job_id).status == "queued"
 
     finished, reason = run_due(store, desktop, night, settings)
-    assert finished["id"] == job_id
-    assert finished["status"] == "failed"
-    assert "tuning needs at least 10" in finished["error"]
-    assert jobs.read_log(finished)[-1] == {"job_id": job_id, "event": "error", "message": finished["error"]}
+    assert finished.id == job_id
+    assert finished.status == "failed"
+    assert "tuning needs at least 10" in finished.error
+    assert jobs.read_log(finished)[-1] == JobFailed(finished.error, job_id=job_id)
     assert run_due(store, desktop, night, settings) == (None, "no tuning job is queued")
 
 
