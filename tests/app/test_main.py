@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
 from PySide6.QtGui import QImage
 from understudy_command import run_understudy
 
@@ -13,11 +14,19 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return run_understudy(*args, QT_QPA_PLATFORM="offscreen")
 
 
-def test_the_self_test_answers_through_the_real_window_and_saves_a_screenshot(tmp_path):
+@pytest.mark.slow
+def test_the_self_test_answers_through_the_real_window_on_the_real_model(tmp_path):
+    result = run("app", "--self-test")
+    assert result.returncode == 0, result.stderr
+    assert "self-test passed: smollm2-135m-instruct streamed" in result.stdout
+
+
+def test_the_self_test_answers_through_the_real_window_and_saves_a_screenshot(tmp_path, fake_model):
+    fake_model.script("Red, green and blue.")
     screenshot = tmp_path / "window.png"
     result = run("app", "--self-test", "--screenshot", str(screenshot))
     assert result.returncode == 0, result.stderr
-    assert "self-test passed: smollm2-135m-instruct streamed" in result.stdout
+    assert f"self-test passed: {fake_model.id} streamed 4 pieces" in result.stdout
     image = QImage(str(screenshot))
     assert image.width() >= 800 and image.height() >= 500
 
@@ -37,7 +46,9 @@ def test_the_self_test_fails_with_a_message_when_the_model_is_broken(tmp_path, u
     assert "self-test failed:" in result.stderr and "broken.gguf is not a GGUF file" in result.stderr
 
 
+@pytest.mark.slow
 def test_bench_startup_prints_its_ratios():
+    """Slow: its probe is a fresh `understudy` process, which loads the real default model."""
     result = run("bench", "startup", "--json", "--rounds", "1")
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
