@@ -10,6 +10,8 @@ from engine.backends import GenerationOptions, drain
 from engine.bench.swap import write_random_adapter
 from engine.errors import AdapterError
 
+pytestmark = pytest.mark.slow  # real-model work: training, export or llama.cpp serving
+
 GREEDY = GenerationOptions(max_tokens=16, temperature=0.0, seed=0)
 QUESTION = [{"role": "user", "content": "Name a colour of the sky."}]
 

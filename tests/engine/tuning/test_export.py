@@ -27,6 +27,8 @@ from engine.errors import TuningError
 from engine.tuning.export import export_gguf_adapter
 from engine.tuning.trainer import TRAINING_RECORD
 
+pytestmark = pytest.mark.slow  # real-model work: training, export or llama.cpp serving
+
 
 @pytest.fixture(scope="module")
 def smollm2_entry(model_catalog):

@@ -19,6 +19,8 @@ from engine.backends.llama_cpp import LlamaCppBackend, new_llama
 from engine.tuning.dequantise import dequantised_base
 from engine.tuning.trainer import render
 
+pytestmark = pytest.mark.slow  # real-model work: training, export or llama.cpp serving
+
 GEMMA = "gemma3-270m-base"
 AWKWARD_TEXTS = [
     "  two  spaces\tand\ttabs\n\n\nthree newlines",

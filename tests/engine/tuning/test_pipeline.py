@@ -20,6 +20,8 @@ from engine.tuning.events import JobFailed
 from engine.tuning.pipeline import TuneRequest, run_due
 from engine.tuning.scheduler import IdleReading, PowerReading, ScheduleSettings
 
+pytestmark = pytest.mark.slow  # real-model work: training, export or llama.cpp serving
+
 BASE = "smollm2-135m-instruct"
 QUESTION = "What does the word snorfle mean?"
 FACT = "Snorfle means to laugh while eating."

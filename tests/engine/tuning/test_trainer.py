@@ -33,6 +33,8 @@ from engine.tuning.trainer import (
     use_packed_attention,
 )
 
+pytestmark = pytest.mark.slow  # real-model work: training, export or llama.cpp serving
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
