@@ -155,12 +155,14 @@ def base_general(smollm2):
     return evaluate_general(smollm2)
 
 
+@pytest.mark.slow
 def test_the_base_answers_the_general_set(base_general):
     """The set holds questions SmolLM2 answers right; this is the figure the gate's tolerance is from."""
     print(f"base general score: {base_general.score:.3f} ({base_general.passed}/{base_general.items})")
     assert base_general.score >= 0.9, base_general.failed_prompts
 
 
+@pytest.mark.slow
 def test_evaluation_stops_when_cancelled(smollm2):
     import threading
 
@@ -216,6 +218,7 @@ def banana_phone(model_catalog, tmp_path_factory):
     return adapter, read_records(dataset.val_path)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(2400)  # trains a real adapter on the CPU
 def test_an_adapter_that_wrecks_the_general_set_is_rejected(smollm2, base_general, banana_phone):
     adapter, validation = banana_phone
