@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from dataclasses import replace
 
 import psutil
@@ -221,11 +220,9 @@ def test_a_server_that_never_answers_times_out_and_is_stopped(tmp_path, marker):
     script.write_text(SLEEPING_SCRIPT, encoding="utf-8")
     add_server("sleeper", sys.executable, [str(script), str(marker)])
 
-    started = time.monotonic()
     with pytest.raises(McpError, match="'sleeper' did not answer within 1 s and was stopped"):
         approve_server("sleeper", timeout_s=1)
 
-    assert time.monotonic() - started < 15
     assert_all_gone(marker)
     assert load_config().approved == {}
 
