@@ -517,25 +517,14 @@ def download(
     if target.exists():
         return target
     import huggingface_hub
-    import huggingface_hub.constants
 
-    # Plain HTTP transfers report progress on this thread, so a cancel raised from ``progress`` stops
-    # them; Xet transfers run in threads of their own that ignore it. Understudy downloads one file at
-    # a time, so the faster protocol buys little.
-    huggingface_hub.constants.HF_HUB_DISABLE_XET = True
     target.parent.mkdir(parents=True, exist_ok=True)
+    url = huggingface_hub.hf_hub_url(
+        source.hub_repo, source.hub_file, revision=source.revision, endpoint=endpoint
+    )
     try:
-        expected = source.sha256 or _published_sha256(entry, endpoint)
-        fetched = Path(
-            huggingface_hub.hf_hub_download(
-                repo_id=source.hub_repo,
-                filename=source.hub_file,
-                revision=source.revision,
-                local_dir=target.parent,
-                endpoint=endpoint,
-                tqdm_class=_progress_bar_class(progress) if progress else None,
-            )
-        )
+        metadata = huggingface_hub.get_hf_file_metadata(url)
+        _fetch_over_http(url, metadata.size, target, progress)
     except Exception as error:
         # huggingface_hub raises many types (HTTP, offline mode, OS, validation); all mean the same here.
         raise ModelDownloadError(
@@ -543,25 +532,47 @@ def download(
             "If this machine is offline, download the file elsewhere and add a [models.ID] entry "
             f"with source.path to {user_catalog_path()}"
         ) from error
+    expected = source.sha256 or _published_sha256(metadata.etag)
     if expected:
-        actual = sha256_of(fetched)
+        actual = sha256_of(target)
         if actual != expected.lower():
-            fetched.unlink(missing_ok=True)
+            target.unlink(missing_ok=True)
             raise ModelDownloadError(
                 f"downloaded {source.hub_file} has sha256 {actual}, expected {expected}; "
                 "the download was deleted, try again"
             )
-    return fetched
+    return target
 
 
-def _published_sha256(entry: ModelEntry, endpoint: str | None) -> str | None:
-    import huggingface_hub
+def _fetch_over_http(url: str, size: int | None, target: Path, progress: ProgressCallback | None) -> None:
+    """GET ``url`` into ``target``, continuing what an earlier attempt left in ``<target>.part``.
 
-    url = huggingface_hub.hf_hub_url(
-        entry.source.hub_repo, entry.source.hub_file, revision=entry.source.revision, endpoint=endpoint
-    )
-    etag = huggingface_hub.get_hf_file_metadata(url).etag or ""
-    etag = etag.strip('"').removeprefix("W/").strip('"')
+    Plain HTTP rather than ``hf_hub_download``, which hands files the hub keeps in Xet storage to
+    hf_xet: its transfer threads ignore a cancel raised from ``progress``, and huggingface_hub can turn
+    Xet off only for the whole process. The hub serves every file over HTTP as well.
+    """
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import build_hf_headers
+
+    partial = target.with_name(target.name + ".part")
+    if size is not None and partial.exists() and partial.stat().st_size > size:
+        partial.unlink()
+    with partial.open("ab") as handle:
+        http_get(
+            url,
+            handle,
+            resume_size=handle.tell(),
+            headers=build_hf_headers(),
+            expected_size=size,
+            displayed_filename=target.name,
+            tqdm_class=_progress_bar_class(progress) if progress else None,
+        )
+    partial.replace(target)
+
+
+def _published_sha256(etag: str | None) -> str | None:
+    """The sha256 in the hub's etag for an LFS file (other files' etags are git hashes)."""
+    etag = (etag or "").strip('"').removeprefix("W/").strip('"')
     return etag if len(etag) == 64 and _is_hex(etag) else None
 
 

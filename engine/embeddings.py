@@ -33,7 +33,6 @@ of comparing vectors from two different spaces.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import threading
@@ -82,10 +81,9 @@ class MiniLMEncoder:
     dim = 384
 
     def __init__(self) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
-        self._model = SentenceTransformer(_minilm_path(), device="cpu")
+        self._model = SentenceTransformer(_minilm_path(), device="cpu", local_files_only=True)
         self._lock = threading.Lock()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -136,7 +134,6 @@ def build_static_encoder(target: Path | None = None) -> Path:
     target = target or static_encoder_path()
     if (target / "model.safetensors").exists():
         return target
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         from model2vec.distill import distill_from_model
         from transformers import AutoModel, AutoTokenizer
@@ -150,8 +147,8 @@ def build_static_encoder(target: Path | None = None) -> Path:
     try:
         source = _minilm_path()
         static = distill_from_model(
-            model=AutoModel.from_pretrained(source),
-            tokenizer=AutoTokenizer.from_pretrained(source),
+            model=AutoModel.from_pretrained(source, local_files_only=True),
+            tokenizer=AutoTokenizer.from_pretrained(source, local_files_only=True),
             device="cpu",
             pca_dims=STATIC_DIMENSIONS,
         )

@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 
+from app.cli.common import make_openmp_wait_passively
 from engine.tuning import jobs
 from engine.tuning.events import (
     CheckpointSaved,
@@ -142,6 +143,7 @@ def tune(
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def tune_run_due(as_json: bool) -> None:
     """Run the oldest queued job if the schedule allows it now (for timers and the app)."""
+    make_openmp_wait_passively()
     from engine.store import Store
     from engine.tuning.pipeline import run_due
     from engine.tuning.scheduler import PsutilMachine, load_schedule
@@ -208,6 +210,7 @@ def tune_schedule(window: str | None, require_idle: bool | None, require_ac_powe
 
 
 def _run_job_here(store, job_id: int, as_json: bool) -> None:
+    make_openmp_wait_passively()
     from engine.errors import TuningError
     from engine.tuning import jobs
     from engine.tuning.pipeline import run_job

@@ -9,12 +9,12 @@ completion API.
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 import os
 import threading
 import time
-from collections.abc import Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,44 +41,52 @@ def physical_cores() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-_default_params_lock = threading.Lock()
-
-
-@contextmanager
-def amx_weight_buffers_off() -> Iterator[None]:
-    """Models loaded inside skip llama.cpp's AMX weight buffers when the build has them.
-
-    A build made on a CPU with AMX (pip's default, native flags) repacks weights into AMX tiles, and
-    decode then segfaults where the hypervisor does not carry the tile state (seen in Firecracker VMs,
-    CI included). ``Llama`` takes no option for it, so the model's default parameters are wrapped
-    meanwhile; AMX only speeds up long prompts on server CPUs.
-    """
+@functools.cache
+def _amx_build() -> bool:
     import llama_cpp.llama_cpp as native
 
-    if b"AMX_INT8 = 1" not in native.llama_print_system_info():
-        yield
-        return
-    default_params = native.llama_model_default_params
+    return b"AMX_INT8 = 1" in native.llama_print_system_info()
 
-    def params_without_extra_buffers():
-        model_params = default_params()
-        model_params.use_extra_bufts = False
-        return model_params
 
-    with _default_params_lock:
-        native.llama_model_default_params = params_without_extra_buffers
-        try:
-            yield
-        finally:
-            native.llama_model_default_params = default_params
+@functools.cache
+def llama_without_extra_buffers() -> type[llama_cpp.Llama]:
+    """``llama_cpp.Llama`` whose models skip llama.cpp's extra weight buffers (AMX tiles, repacking).
+
+    ``Llama`` takes no option for them, but its constructor assigns the default model parameters to
+    ``self.model_params`` and then loads the model with that very struct: this subclass turns the flag
+    off as the struct is assigned, so it touches its own instances and nothing else in the process.
+    """
+    import llama_cpp
+
+    class LlamaWithoutExtraBuffers(llama_cpp.Llama):
+        @property
+        def model_params(self) -> llama_cpp.llama_model_params:
+            return self._params_without_extra_buffers
+
+        @model_params.setter
+        def model_params(self, params: llama_cpp.llama_model_params) -> None:
+            params.use_extra_bufts = False
+            self._params_without_extra_buffers = params
+
+    return LlamaWithoutExtraBuffers
+
+
+def llama_class() -> type[llama_cpp.Llama]:
+    """The ``Llama`` class to load models with on this build (see ``new_llama``)."""
+    import llama_cpp
+
+    return llama_without_extra_buffers() if _amx_build() else llama_cpp.Llama
 
 
 def new_llama(**params: Any) -> llama_cpp.Llama:
-    """``llama_cpp.Llama(**params)`` that is safe to decode with on an AMX CPU in a VM."""
-    import llama_cpp
+    """``llama_cpp.Llama(**params)`` that is safe to decode with on an AMX CPU in a VM.
 
-    with amx_weight_buffers_off():
-        return llama_cpp.Llama(**params)
+    A build made on a CPU with AMX (pip's default, native flags) repacks weights into AMX tiles, and
+    decode then segfaults where the hypervisor does not carry the tile state (seen in Firecracker VMs,
+    CI included). On such a build the model is loaded without extra weight buffers (AMX only speeds up
+    long prompts on server CPUs); other builds keep their weight repacking.
+    """
+    return llama_class()(**params)
 
 
 def gpu_offload_supported() -> bool:

@@ -44,11 +44,6 @@ from typing import Any
 from engine.errors import TrainingCancelled, TuningError
 from engine.tuning.datasets import Messages, read_records
 
-# OpenMP threads that spin while they wait make an oversubscribed machine crawl: measured here with other
-# work on both cores, 4 training tokens/s with spinning threads against 35 with passive ones. Waiting
-# passively costs little on an idle machine. OpenMP reads this once, when torch is first imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 RANK = 16
 ALPHA = 32.0
 LEARNING_RATE = 1e-3

@@ -115,3 +115,23 @@ def test_a_download_that_does_not_match_the_catalog_checksum_is_deleted(hub, tmp
     ):
         catalog.download(entry, endpoint=hub)
     assert not catalog.is_installed(entry)
+
+
+def test_a_cancelled_download_continues_where_it_stopped(hub, tmp_path, entry_toml):
+    HubStandIn.cut_first_transfer = False
+    entry = hub_entry(tmp_path, entry_toml)
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel_after_a_quarter(done: int, total: int) -> None:
+        if done >= total // 4:
+            raise Cancelled
+
+    with pytest.raises(ModelDownloadError) as stopped:
+        catalog.download(entry, cancel_after_a_quarter, endpoint=hub)
+    assert isinstance(stopped.value.__cause__, Cancelled)
+    assert not catalog.is_installed(entry)
+    assert catalog.download(entry, endpoint=hub).read_bytes() == PAYLOAD
+    assert HubStandIn.served_ranges[0] == "all"
+    assert HubStandIn.served_ranges[1].startswith("bytes=")

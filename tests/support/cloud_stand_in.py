@@ -128,7 +128,10 @@ class RecordingProxy:
 
 
 if __name__ == "__main__":
-    from engine.backends.llama_cpp import amx_weight_buffers_off
+    import llama_cpp
 
-    with amx_weight_buffers_off():
-        runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+    from engine.backends.llama_cpp import llama_class
+
+    # This process exists only to serve: the models the server loads go through the class new_llama uses.
+    llama_cpp.Llama = llama_class()
+    runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)

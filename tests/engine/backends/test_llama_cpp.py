@@ -9,7 +9,7 @@ import pytest
 
 from engine import backends, catalog
 from engine.backends import GenerationOptions, LoadOptions, drain
-from engine.backends.llama_cpp import LlamaCppBackend, physical_cores
+from engine.backends.llama_cpp import LlamaCppBackend, llama_without_extra_buffers, physical_cores
 from engine.errors import ModelLoadError
 
 SHORT = GenerationOptions(max_tokens=24, temperature=0.0, seed=0)
@@ -22,12 +22,29 @@ def test_loads_with_physical_cores_and_the_catalog_context(smollm2, model_catalo
 
 
 def test_an_amx_build_loads_without_its_weight_buffers_and_others_keep_repacking(smollm2):
-    """AMX weight buffers made decode segfault in a VM (CI's); the default parameters come back after."""
+    """AMX weight buffers made decode segfault in a VM (CI's); only an AMX build turns them off."""
     import llama_cpp.llama_cpp as native
 
     amx_build = b"AMX_INT8 = 1" in native.llama_print_system_info()
-    assert smollm2._llama.model_params.use_extra_bufts is not amx_build
+    assert smollm2._llama._model.params.use_extra_bufts is not amx_build
+
+
+def test_weight_buffers_are_turned_off_for_that_model_alone(model_catalog):
+    """The struct llama.cpp loaded the model with has the flag off, on any build; the library's
+    defaults stay as they were, so another thread loading a model meanwhile keeps its buffers."""
+    import llama_cpp
+    import llama_cpp.llama_cpp as native
+
+    default_params = native.llama_model_default_params
+    path = str(catalog.locate(model_catalog.get("smollm2-135m-instruct")))
+    without = llama_without_extra_buffers()(model_path=path, n_ctx=64, verbose=False)
+    plain = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+    assert without._model.params.use_extra_bufts is False
+    assert plain._model.params.use_extra_bufts is True
+    assert native.llama_model_default_params is default_params
     assert native.llama_model_default_params().use_extra_bufts
+    without.close()
+    plain.close()
 
 
 def test_a_model_loads_once_and_is_reused(smollm2, model_catalog):
