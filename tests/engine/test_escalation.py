@@ -1,4 +1,8 @@
-"""Consent-gated escalation against a real OpenAI-compatible server on 127.0.0.1 (no client mocks)."""
+"""Consent-gated escalation against a real OpenAI-compatible server on 127.0.0.1 (no client mocks).
+
+Sends go to the stand-in cloud (llama.cpp's server: slow); where nothing may be sent the provider is a
+recording address with nothing behind it.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ def propose(escalations, text=PERSONAL, **extra) -> int:
     return escalations.propose([{"role": "user", "content": text}], reason="asked by the user", **extra)
 
 
-def test_a_proposal_is_pending_with_a_redacted_payload_and_an_estimate(cloud, escalations):
+def test_a_proposal_is_pending_with_a_redacted_payload_and_an_estimate(unanswering_cloud, escalations):
     escalation = escalations.get(propose(escalations))
     assert escalation.status == "pending"
     sent_text = escalation.payload["messages"][0]["content"]
@@ -39,23 +43,24 @@ def test_a_proposal_is_pending_with_a_redacted_payload_and_an_estimate(cloud, es
     assert "[EMAIL_1]" in sent_text and "[PHONE_1]" in sent_text
     assert escalation.payload["model"] == "stand-in"
     assert escalation.estimated_cost_usd > 0
-    assert cloud.requests == []
+    assert unanswering_cloud.requests == []
 
 
-def test_denied_sends_nothing(cloud, escalations):
+def test_denied_sends_nothing(unanswering_cloud, escalations):
     escalation_id = propose(escalations)
     escalations.decide(escalation_id, "deny")
     with pytest.raises(EscalationError, match="denied, not approved: nothing was sent"):
         drain(escalations.send(escalation_id))
-    assert cloud.requests == []
+    assert unanswering_cloud.requests == []
 
 
-def test_pending_sends_nothing(cloud, escalations):
+def test_pending_sends_nothing(unanswering_cloud, escalations):
     with pytest.raises(EscalationError, match="pending, not approved"):
         drain(escalations.send(propose(escalations)))
-    assert cloud.requests == []
+    assert unanswering_cloud.requests == []
 
 
+@pytest.mark.slow
 def test_approved_sends_exactly_the_previewed_payload_once(cloud, escalations):
     escalation_id = propose(escalations)
     previewed = escalations.get(escalation_id).payload
@@ -75,6 +80,7 @@ def test_approved_sends_exactly_the_previewed_payload_once(cloud, escalations):
     assert json.loads(teacher["payload_json"]) == previewed
 
 
+@pytest.mark.slow
 def test_a_sent_escalation_is_a_complete_typed_record_and_its_json_keeps_the_cli_keys(cloud, escalations):
     escalation_id = propose(escalations)
     escalations.decide(escalation_id, "allow_once")
@@ -103,7 +109,7 @@ def test_a_sent_escalation_is_a_complete_typed_record_and_its_json_keeps_the_cli
     assert "jane.doe@example.com" not in json.dumps(record["payload"])
 
 
-def test_recent_lists_records_newest_first_and_filters_by_status(cloud, escalations):
+def test_recent_lists_records_newest_first_and_filters_by_status(unanswering_cloud, escalations):
     first, second = propose(escalations), propose(escalations, text="Say hi.")
     escalations.decide(first, "deny")
 
@@ -114,6 +120,7 @@ def test_recent_lists_records_newest_first_and_filters_by_status(cloud, escalati
     assert escalations.recent(limit=1)[0].id == second
 
 
+@pytest.mark.slow
 def test_an_edited_payload_is_what_is_sent(cloud, escalations):
     escalation_id = propose(escalations)
     payload = escalations.get(escalation_id).payload
@@ -125,7 +132,7 @@ def test_an_edited_payload_is_what_is_sent(cloud, escalations):
     assert json.loads(body)["messages"][0]["content"] == "Say hello."
 
 
-def test_local_only_refuses_to_propose_and_to_send_even_when_approved(cloud, escalations):
+def test_local_only_refuses_to_propose_and_to_send_even_when_approved(unanswering_cloud, escalations):
     escalation_id = propose(escalations)
     escalations.decide(escalation_id, "allow_once")
     config = load_cloud_config()
@@ -135,10 +142,10 @@ def test_local_only_refuses_to_propose_and_to_send_even_when_approved(cloud, esc
         drain(escalations.send(escalation_id))
     with pytest.raises(EscalationError, match="local-only mode is on"):
         propose(escalations)
-    assert cloud.requests == []
+    assert unanswering_cloud.requests == []
 
 
-def test_always_for_a_task_type_approves_the_next_proposal_of_that_type(cloud, escalations):
+def test_always_for_a_task_type_approves_the_next_proposal_of_that_type(unanswering_cloud, escalations):
     first = propose(escalations, task_type="translation")
     escalations.decide(first, "always")
     assert escalations.get(propose(escalations, task_type="translation")).status == "approved"
@@ -146,7 +153,7 @@ def test_always_for_a_task_type_approves_the_next_proposal_of_that_type(cloud, e
     assert other.status == "pending"
 
 
-def test_a_dead_endpoint_is_a_clear_error_and_the_escalation_can_be_retried(cloud, escalations):
+def test_a_dead_endpoint_is_a_clear_error_and_the_escalation_can_be_retried(unanswering_cloud, escalations):
     config = load_cloud_config()
     provider = config.providers["standin"]
     config.providers["standin"] = type(provider)("standin", "http://127.0.0.1:9/v1", provider.model)
@@ -160,6 +167,7 @@ def test_a_dead_endpoint_is_a_clear_error_and_the_escalation_can_be_retried(clou
     assert escalations.get(escalation_id).status == "approved"
 
 
+@pytest.mark.slow
 def test_an_answer_cut_off_midway_is_kept_as_partial_and_can_be_retried(cloud, escalations):
     escalation_id = propose(escalations, text="Write a long story about a cat.", max_tokens=64)
     escalations.decide(escalation_id, "allow_once")
@@ -175,6 +183,7 @@ def test_an_answer_cut_off_midway_is_kept_as_partial_and_can_be_retried(cloud, e
     assert drain(escalations.send(escalation_id)).status == "sent"
 
 
+@pytest.mark.slow
 def test_the_key_goes_only_into_the_auth_header_never_to_disk_or_a_prompt(
     cloud, escalations, memory_keyring, understudy_home
 ):
