@@ -12,6 +12,8 @@ from engine.backends import GenerationOptions, LoadOptions, drain
 from engine.backends.llama_cpp import LlamaCppBackend, llama_without_extra_buffers, physical_cores
 from engine.errors import ModelLoadError
 
+pytestmark = pytest.mark.slow  # the real model in llama.cpp
+
 SHORT = GenerationOptions(max_tokens=24, temperature=0.0, seed=0)
 
 
