@@ -105,7 +105,11 @@ class _Specialist:
 
 
 class Router:
-    """Routing decisions from an in-memory copy of the tasks; build once per process."""
+    """Routing decisions from an in-memory copy of the tasks, pins and active adapters.
+
+    Building one reads them from the database; a router kept across turns (an ``Agent``'s) re-reads them
+    only when ``refresh_if_changed`` sees that discovery, tuning, a pin or calibration changed them.
+    """
 
     def __init__(self, store: Store, encoder: Encoder | None = None):
         self._given_encoder = encoder
