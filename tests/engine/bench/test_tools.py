@@ -80,6 +80,7 @@ def test_a_reply_is_given_up_only_when_no_continuation_could_parse(text, hopeles
     assert cannot_become_json_object(text) is hopeless
 
 
+@pytest.mark.slow
 def test_bench_on_the_real_model_reports_every_mode_and_the_grammar_always_gives_valid_json():
     figures = bench_tools(limit=3)
     assert figures["model_id"] == "smollm2-135m-instruct"

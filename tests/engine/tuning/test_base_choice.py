@@ -23,6 +23,7 @@ def test_the_candidates_are_the_installed_tunable_chat_models_that_fit(model_cat
     assert "all-minilm-l6-v2" not in skipped  # an embedder is no candidate at all
 
 
+@pytest.mark.slow
 def test_the_best_zero_shot_model_is_chosen_and_every_score_recorded(model_catalog):
     events = []
     choice = choose_base(model_catalog, VALIDATION, on_event=events.append)
