@@ -73,7 +73,9 @@ def test_a_malformed_import_is_refused_line_by_line(tmp_path):
     assert "line 1: there is no user message" in result.stderr and "line 2:" in result.stderr
 
 
+@pytest.mark.slow
 def test_bench_route_reports_decision_time_against_time_to_first_token():
+    """Slow: a benchmark, with the real model's time to first token as its yardstick."""
     figures = _json_lines(_ok("bench", "route", "--json", "--decisions", "60", "--turns", "1"))[0]
 
     print(f"\nbench route: {figures}")
