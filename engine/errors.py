@@ -9,7 +9,11 @@ class UnderstudyError(Exception):
     """Base class: the message is meant for the user."""
 
 
-class CatalogError(UnderstudyError):
+class ConfigError(UnderstudyError):
+    """A configuration file is unreadable, holds an invalid value, or cannot be written or locked."""
+
+
+class CatalogError(ConfigError):
     """models.toml (or a user override) is malformed or names something that does not exist."""
 
 
