@@ -12,7 +12,7 @@ from app.qt.workers import run_in_background
 from engine import paths
 from engine.catalog import Catalog, load_catalog
 from engine.errors import UnderstudyError
-from engine.settings import Settings, save_settings
+from engine.settings import Settings, update_settings
 
 WINDOW_STATE_FILE = "window.ini"
 
@@ -46,16 +46,16 @@ class AppContext(QObject):
     def update_settings(self, **changes) -> None:
         """Validate and save changed settings off the GUI thread; ``settings_changed`` follows."""
         try:
-            updated = self.settings.with_changes(**changes)
-        except (UnderstudyError, TypeError) as error:
+            self.settings.with_changes(**changes)
+        except UnderstudyError as error:
             self.notify_error(str(error))
             return
 
-        def saved(_result: object) -> None:
+        def saved(updated: Settings) -> None:
             self.settings = updated
             self.settings_changed.emit(updated)
 
-        run_in_background(lambda: save_settings(updated), saved, self.notify_error)
+        run_in_background(lambda: update_settings(**changes), saved, self.notify_error)
 
     def reload_catalog(self) -> None:
         def loaded(catalog: Catalog) -> None:

@@ -7,7 +7,6 @@ form shows what was saved once ``settings_changed`` arrives, so it never shows v
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, replace
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence
@@ -144,15 +143,16 @@ class QtSettingsSection(QWidget):
 
     def form_settings(self) -> Settings:
         """The settings the form holds now (validated only when saved); others are kept as they are."""
-        return replace(
-            self.context.settings,
-            default_model=self.model_choice.currentData(),
-            n_threads=self.threads_input.optional_value(),
-            context_length=self.context_length_input.optional_value(),
-            temperature=self.temperature_input.value(),
-            max_tokens=self.max_tokens_input.value(),
-            system_prompt=self.system_prompt_input.toPlainText(),
-            theme=self.theme_choice.currentData(),
+        return self.context.settings.model_copy(
+            update={
+                "default_model": self.model_choice.currentData(),
+                "n_threads": self.threads_input.optional_value(),
+                "context_length": self.context_length_input.optional_value(),
+                "temperature": self.temperature_input.value(),
+                "max_tokens": self.max_tokens_input.value(),
+                "system_prompt": self.system_prompt_input.toPlainText(),
+                "theme": self.theme_choice.currentData(),
+            }
         )
 
     def _lay_out(self) -> None:
@@ -250,7 +250,9 @@ class QtSettingsSection(QWidget):
 
     def _on_save_clicked(self) -> None:
         saved, wanted = self.context.settings, self.form_settings()
-        changes = {name: value for name, value in asdict(wanted).items() if getattr(saved, name) != value}
+        changes = {
+            name: value for name, value in wanted.model_dump().items() if getattr(saved, name) != value
+        }
         # Disabled until the save ends, so two saves never race on the same file.
         self._set_saving(True)
         self.context.update_settings(**changes)
