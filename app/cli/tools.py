@@ -72,11 +72,10 @@ def _json_argument(text: str):
 @click.argument("folder", type=click.Path(file_okay=False))
 def tools_grant(folder: str) -> None:
     """Let tools read (and, when approved, write) inside FOLDER."""
-    from engine.tools.policy import grant_folder, load_policy, save_policy
+    from engine.tools.policy import edit_policy, grant_folder
 
-    policy = load_policy()
-    canonical = grant_folder(policy, folder)
-    save_policy(policy)
+    with edit_policy() as policy:
+        canonical = grant_folder(policy, folder)
     click.echo(f"Granted {canonical}")
 
 
@@ -96,11 +95,10 @@ def tools_deny(name: str) -> None:
 
 def _set_tool_rule(name: str, allow: bool) -> None:
     from engine.tools import ToolError, registered_tools
-    from engine.tools.policy import load_policy, save_policy
+    from engine.tools.policy import edit_policy
 
     if name not in registered_tools():
         raise ToolError(f"there is no tool '{name}'; `understudy tools list` shows them")
-    policy = load_policy()
-    policy.set_rule(name, "allow" if allow else "deny")
-    save_policy(policy)
+    with edit_policy() as policy:
+        policy.set_rule(name, "allow" if allow else "deny")
     click.echo(f"{name}: {'always allowed' if allow else 'denied'}")

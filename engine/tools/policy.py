@@ -8,21 +8,24 @@ argument such as "confirm": true, or instructions inside a tool's output) is con
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
+
+from pydantic import Field, field_serializer
 
 from engine import paths
-from engine.errors import UnderstudyError
+from engine.config import ConfigModel, edit_config, load_config
+from engine.errors import ConfigError
 from engine.tools import Tool, ToolContext
 
 Answer = Literal["once", "always", "deny"]
 
 
-class PolicyError(UnderstudyError):
+class PolicyError(ConfigError):
     """tools.json is damaged or a grant is not a folder."""
 
 
@@ -46,11 +49,19 @@ class Decision:
     reason: str
 
 
-@dataclass
-class ToolPolicy:
-    granted_folders: list[str] = field(default_factory=list)
-    always_allowed: list[str] = field(default_factory=list)  # tool names
-    denied: list[str] = field(default_factory=list)  # tool names
+class ToolPolicy(ConfigModel):
+    """tools.json: the folders read tools may use, and the user's rule for each tool."""
+
+    error_type: ClassVar[type[ConfigError]] = PolicyError
+    advice: ClassVar[str] = "fix it or delete it to start over"
+
+    granted_folders: list[str] = Field(default_factory=list)
+    always_allowed: list[str] = Field(default_factory=list)  # tool names
+    denied: list[str] = Field(default_factory=list)  # tool names
+
+    @field_serializer("always_allowed", "denied")
+    def _sorted_names(self, names: list[str]) -> list[str]:
+        return sorted(set(names))
 
     def context(self) -> ToolContext:
         return ToolContext(granted_folders=tuple(os.path.realpath(folder) for folder in self.granted_folders))
@@ -80,8 +91,9 @@ class ToolPolicy:
             )
         answer = approver(ApprovalRequest(tool.name, tool.risk, tool.description, arguments_json))
         if answer == "always":
-            self.always_allowed.append(tool.name)
-            save_policy(self)
+            self.set_rule(tool.name, "allow")
+            with edit_policy() as saved:
+                saved.set_rule(tool.name, "allow")
         if answer in ("once", "always"):
             return Decision(True, "user", f"you allowed it ({answer})")
         return Decision(False, "user", "you denied it")
@@ -92,27 +104,14 @@ def policy_path() -> Path:
 
 
 def load_policy() -> ToolPolicy:
-    path = policy_path()
-    if not path.exists():
-        return ToolPolicy()
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return ToolPolicy(
-            granted_folders=[str(folder) for folder in raw.get("granted_folders", [])],
-            always_allowed=[str(name) for name in raw.get("always_allowed", [])],
-            denied=[str(name) for name in raw.get("denied", [])],
-        )
-    except (OSError, ValueError, AttributeError) as error:
-        raise PolicyError(f"{path} is damaged ({error}); fix it or delete it to start over") from error
+    return load_config(policy_path(), ToolPolicy)
 
 
-def save_policy(policy: ToolPolicy) -> None:
-    document = {
-        "granted_folders": policy.granted_folders,
-        "always_allowed": sorted(set(policy.always_allowed)),
-        "denied": sorted(set(policy.denied)),
-    }
-    paths.write_text_atomically(policy_path(), json.dumps(document, indent=2))
+@contextlib.contextmanager
+def edit_policy() -> Iterator[ToolPolicy]:
+    """The saved policy to change in place, locked until it is saved (a grant, a rule)."""
+    with edit_config(policy_path(), ToolPolicy) as policy:
+        yield policy
 
 
 def grant_folder(policy: ToolPolicy, folder: str) -> str:

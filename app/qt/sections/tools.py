@@ -278,11 +278,10 @@ class QtToolsSection(QWidget):
             return
 
         def save() -> None:
-            from engine.tools.policy import load_policy, save_policy
+            from engine.tools.policy import edit_policy
 
-            policy = load_policy()
-            policy.set_rule(name, rule)
-            save_policy(policy)
+            with edit_policy() as policy:
+                policy.set_rule(name, rule)
 
         run_in_background(save, lambda _result: self.refresh(), self.context.notify_error)
 
@@ -293,12 +292,10 @@ class QtToolsSection(QWidget):
 
     def grant(self, folder: str) -> None:
         def save() -> str:
-            from engine.tools.policy import grant_folder, load_policy, save_policy
+            from engine.tools.policy import edit_policy, grant_folder
 
-            policy = load_policy()
-            canonical = grant_folder(policy, folder)
-            save_policy(policy)
-            return canonical
+            with edit_policy() as policy:
+                return grant_folder(policy, folder)
 
         run_in_background(save, lambda _canonical: self.refresh(), self.context.notify_error)
 
@@ -309,11 +306,10 @@ class QtToolsSection(QWidget):
         folder = item.text()
 
         def save() -> None:
-            from engine.tools.policy import load_policy, save_policy
+            from engine.tools.policy import edit_policy
 
-            policy = load_policy()
-            policy.granted_folders = [granted for granted in policy.granted_folders if granted != folder]
-            save_policy(policy)
+            with edit_policy() as policy:
+                policy.granted_folders = [granted for granted in policy.granted_folders if granted != folder]
 
         run_in_background(save, lambda _result: self.refresh(), self.context.notify_error)
 
