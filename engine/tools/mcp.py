@@ -16,11 +16,17 @@ import json
 import re
 import shlex
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
+from pydantic import AfterValidator, ConfigDict, Field, StrictStr, field_serializer
+from pydantic.dataclasses import dataclass
+from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
+
+from engine import config as config_file
 from engine import paths
+from engine.config import ConfigModel
 from engine.errors import UnderstudyError
 from engine.hookspecs import hookimpl
 from engine.tools import DEFAULT_TIMEOUT_S, Risk, ToolContext, ToolError, ToolResult
@@ -39,20 +45,46 @@ class McpError(UnderstudyError):
     """mcp.json is damaged, a server is not approved, or a server failed to answer."""
 
 
-@dataclass(frozen=True)
+def _checked_name(name: str) -> str:
+    if not SERVER_NAME_PATTERN.fullmatch(name):
+        raise ValueError("must be 1-40 letters, digits, '-' or '_', starting with a letter or digit")
+    return name
+
+
+# A dataclass, validated by pydantic: callers build and copy servers as dataclasses.
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class McpServer:
-    command: str
-    args: tuple[str, ...] = ()
-    env: dict[str, str] = field(default_factory=dict)
+    """A server's exact command line: what the user approves."""
+
+    command: Annotated[StrictStr, Field(min_length=1)]
+    args: tuple[StrictStr, ...] = ()
+    env: dict[StrictStr, StrictStr] = field(default_factory=dict)
 
 
-@dataclass
-class McpConfig:
-    servers: dict[str, McpServer] = field(default_factory=dict)
-    approved: dict[str, str] = field(default_factory=dict)  # name -> command-line hash
-    trusted: list[str] = field(default_factory=list)
-    tool_lists: dict[str, str] = field(default_factory=dict)  # name -> approved tool-list hash
-    tool_cache: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # name -> last listed tools
+class ToolDefinition(TypedDict):
+    """One tool as a server listed it."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+class McpConfig(ConfigModel):
+    """mcp.json: the servers, what the user approved of each, and each server's last listed tools."""
+
+    error_type: ClassVar[type[UnderstudyError]] = McpError
+    advice: ClassVar[str] = "fix it or delete it to start over"
+    entry_words: ClassVar[dict[str, str]] = {"servers": "server"}
+
+    servers: dict[Annotated[str, AfterValidator(_checked_name)], McpServer] = Field(default_factory=dict)
+    approved: dict[str, str] = Field(default_factory=dict)  # name -> command-line hash
+    trusted: list[str] = Field(default_factory=list)
+    tool_lists: dict[str, str] = Field(default_factory=dict)  # name -> approved tool-list hash
+    tool_cache: dict[str, list[ToolDefinition]] = Field(default_factory=dict)  # name -> last listed tools
+
+    @field_serializer("trusted")
+    def _sorted_names(self, names: list[str]) -> list[str]:
+        return sorted(set(names))
 
 
 # --- The config file ---------------------------------------------------------------------------------
@@ -63,66 +95,16 @@ def config_path() -> Path:
 
 
 def load_config() -> McpConfig:
-    path = config_path()
-    if not path.exists():
-        return McpConfig()
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return McpConfig(
-            servers={
-                _checked_name(name): _parse_server(entry) for name, entry in raw.get("servers", {}).items()
-            },
-            approved={str(name): str(digest) for name, digest in raw.get("approved", {}).items()},
-            trusted=[str(name) for name in raw.get("trusted", [])],
-            tool_lists={str(name): str(digest) for name, digest in raw.get("tool_lists", {}).items()},
-            tool_cache={
-                str(name): [_parse_definition(definition) for definition in definitions]
-                for name, definitions in raw.get("tool_cache", {}).items()
-            },
-        )
-    except (OSError, ValueError, AttributeError, TypeError, KeyError) as error:
-        raise McpError(f"{path} is damaged ({error}); fix it or delete it to start over") from error
+    return config_file.load_config(config_path(), McpConfig)
 
 
 def save_config(config: McpConfig) -> None:
-    document = {
-        "servers": {
-            name: {"command": server.command, "args": list(server.args), "env": server.env}
-            for name, server in config.servers.items()
-        },
-        "approved": config.approved,
-        "trusted": sorted(set(config.trusted)),
-        "tool_lists": config.tool_lists,
-        "tool_cache": config.tool_cache,
-    }
-    paths.write_text_atomically(config_path(), json.dumps(document, indent=2, ensure_ascii=False))
+    config_file.save_config(config_path(), config)
 
 
-def _checked_name(name: str) -> str:
-    if not SERVER_NAME_PATTERN.fullmatch(name):
-        raise ValueError(
-            f"server name {name!r} must be 1-40 letters, digits, '-' or '_', starting with a letter or digit"
-        )
-    return name
-
-
-def _parse_server(entry: dict[str, Any]) -> McpServer:
-    command, args, env = entry["command"], entry.get("args", []), entry.get("env", {})
-    if not isinstance(command, str) or not command:
-        raise ValueError(f"'command' must be a non-empty string, not {command!r}")
-    if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
-        raise ValueError(f"'args' must be a list of strings, not {args!r}")
-    if not isinstance(env, dict) or not all(isinstance(value, str) for value in env.values()):
-        raise ValueError("'env' must map names to string values")
-    return McpServer(command, tuple(args), dict(env))
-
-
-def _parse_definition(definition: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": str(definition["name"]),
-        "description": str(definition.get("description", "")),
-        "input_schema": dict(definition["input_schema"]),
-    }
+def _edit_config() -> contextlib.AbstractContextManager[McpConfig]:
+    """mcp.json to change in place, locked until it is saved."""
+    return config_file.edit_config(config_path(), McpConfig)
 
 
 # --- Approval ----------------------------------------------------------------------------------------
@@ -151,28 +133,26 @@ def add_server(name: str, command: str, args: list[str], env: dict[str, str] | N
     try:
         _checked_name(name)
     except ValueError as error:
-        raise McpError(str(error)) from None
-    config = load_config()
-    if name in config.servers:
-        raise McpError(
-            f"an MCP server named '{name}' exists already; "
-            f"remove it first with `understudy mcp remove {name}`"
-        )
-    server = McpServer(command, tuple(args), dict(env or {}))
-    config.servers[name] = server
-    save_config(config)
+        raise McpError(f"server name {name!r} {error}") from None
+    with _edit_config() as config:
+        if name in config.servers:
+            raise McpError(
+                f"an MCP server named '{name}' exists already; "
+                f"remove it first with `understudy mcp remove {name}`"
+            )
+        server = McpServer(command, tuple(args), dict(env or {}))
+        config.servers[name] = server
     return server
 
 
 def remove_server(name: str) -> None:
-    config = load_config()
-    _server(config, name)
-    del config.servers[name]
-    config.approved.pop(name, None)
-    config.tool_lists.pop(name, None)
-    config.tool_cache.pop(name, None)
-    config.trusted = [trusted for trusted in config.trusted if trusted != name]
-    save_config(config)
+    with _edit_config() as config:
+        _server(config, name)
+        del config.servers[name]
+        config.approved.pop(name, None)
+        config.tool_lists.pop(name, None)
+        config.tool_cache.pop(name, None)
+        config.trusted = [trusted for trusted in config.trusted if trusted != name]
 
 
 def configured_server(name: str) -> McpServer:
@@ -191,13 +171,12 @@ def approve_server(
     if shown is not None and shown != server:
         raise McpError(f"'{name}' changed since it was shown to you; check it and approve it again")
     definitions = _run_with_server(name, server, timeout_s, _list_tools)
-    config = load_config()
-    if config.servers.get(name) != server:
-        raise McpError(f"'{name}' changed while it was being approved; check it and approve it again")
-    config.approved[name] = command_line_hash(server)
-    config.tool_lists[name] = tool_list_hash(definitions)
-    config.tool_cache[name] = definitions
-    save_config(config)
+    with _edit_config() as config:
+        if config.servers.get(name) != server:
+            raise McpError(f"'{name}' changed while it was being approved; check it and approve it again")
+        config.approved[name] = command_line_hash(server)
+        config.tool_lists[name] = tool_list_hash(definitions)
+        config.tool_cache[name] = definitions
     return definitions
 
 
@@ -214,10 +193,9 @@ def refresh_server(name: str, timeout_s: float = LIST_TIMEOUT_S) -> list[dict[st
 
 def set_trusted(name: str, trusted: bool) -> None:
     """A trusted server's tools run without asking (risk "read"): the user's explicit choice."""
-    config = load_config()
-    _server(config, name)
-    config.trusted = [other for other in config.trusted if other != name] + ([name] if trusted else [])
-    save_config(config)
+    with _edit_config() as config:
+        _server(config, name)
+        config.trusted = [other for other in config.trusted if other != name] + ([name] if trusted else [])
 
 
 def _server(config: McpConfig, name: str) -> McpServer:
@@ -256,10 +234,9 @@ def _tool_list_changed(name: str) -> str:
 
 
 def _record_tool_list(name: str, definitions: list[dict[str, Any]]) -> None:
-    config = load_config()
-    if name in config.servers:
-        config.tool_cache[name] = definitions
-        save_config(config)
+    with _edit_config() as config:
+        if name in config.servers:
+            config.tool_cache[name] = definitions
 
 
 # --- Tools -------------------------------------------------------------------------------------------
