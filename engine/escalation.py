@@ -7,14 +7,19 @@ and the local-only switch is checked again right before sending, so no caller ca
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-from collections.abc import Generator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import ConfigDict, Field, StrictFloat, StrictStr
+from pydantic import dataclasses as pydantic_dataclasses
 
 from engine import paths
+from engine.config import ConfigModel, edit_config, load_config, save_config
 from engine.errors import UnderstudyError
 from engine.store import ModelCallRecord, Store, TurnRecord, utc_now
 
@@ -46,13 +51,16 @@ class KeyringError(UnderstudyError):
     """No secure keychain to hold an API key."""
 
 
-@dataclass(frozen=True)
+# A dataclass, validated by pydantic: callers build providers positionally and read them with asdict.
+@pydantic_dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class Provider:
-    name: str
-    base_url: str
-    model: str
-    price_in_per_million: float | None = None
-    price_out_per_million: float | None = None
+    """An OpenAI-compatible endpoint and model; prices in USD per million tokens, when known."""
+
+    name: StrictStr
+    base_url: StrictStr
+    model: StrictStr
+    price_in_per_million: Annotated[StrictFloat, Field(ge=0)] | None = None
+    price_out_per_million: Annotated[StrictFloat, Field(ge=0)] | None = None
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         if self.price_in_per_million is None or self.price_out_per_million is None:
@@ -62,14 +70,20 @@ class Provider:
         ) / 1_000_000
 
 
-@dataclass
-class CloudConfig:
-    """Providers, the one in use, the local-only switch and "always" consents; never a key."""
+class CloudConfig(ConfigModel):
+    """cloud.json: providers, the one in use, the local-only switch and "always" consents; never a key."""
 
-    providers: dict[str, Provider] = field(default_factory=dict)
+    error_type: ClassVar[type[UnderstudyError]] = EscalationError
+    advice: ClassVar[str] = "fix it or delete it and add your providers again"
+    entry_words: ClassVar[dict[str, str]] = {"providers": "provider"}
+
+    providers: dict[str, Provider] = Field(default_factory=dict)
     active: str | None = None
     local_only: bool = False
-    always_allowed: list[list[str]] = field(default_factory=list)  # [provider, task type] pairs
+    # [provider, task type] pairs
+    always_allowed: list[Annotated[list[str], Field(min_length=2, max_length=2)]] = Field(
+        default_factory=list
+    )
 
     def provider(self, name: str | None = None) -> Provider:
         wanted = name or self.active
@@ -93,43 +107,24 @@ def cloud_config_path() -> Path:
 
 
 def load_cloud_config() -> CloudConfig:
-    path = cloud_config_path()
-    if not path.exists():
-        return CloudConfig()
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        providers = {name: Provider(**values) for name, values in raw.get("providers", {}).items()}
-        return CloudConfig(
-            providers=providers,
-            active=raw.get("active"),
-            local_only=bool(raw.get("local_only", False)),
-            always_allowed=[list(pair) for pair in raw.get("always_allowed", [])],
-        )
-    except (OSError, ValueError, TypeError) as error:
-        raise EscalationError(
-            f"{path} is damaged ({error}); fix it or delete it and add your providers again"
-        ) from error
+    return load_config(cloud_config_path(), CloudConfig)
 
 
 def save_cloud_config(config: CloudConfig) -> None:
-    path = cloud_config_path()
-    document = {
-        "providers": {name: asdict(provider) for name, provider in config.providers.items()},
-        "active": config.active,
-        "local_only": config.local_only,
-        "always_allowed": config.always_allowed,
-    }
-    try:
-        paths.write_text_atomically(path, json.dumps(document, indent=2))
-    except OSError as error:
-        raise EscalationError(f"could not save {path}: {error.strerror or error}") from error
+    save_config(cloud_config_path(), config)
+
+
+@contextlib.contextmanager
+def edit_cloud_config() -> Iterator[CloudConfig]:
+    """The saved cloud config to change in place, locked until it is saved."""
+    with edit_config(cloud_config_path(), CloudConfig) as config:
+        yield config
 
 
 def set_local_only(on: bool) -> None:
     """The switch that makes every send impossible; ``send`` reads it again right before sending."""
-    config = load_cloud_config()
-    config.local_only = on
-    save_cloud_config(config)
+    with edit_cloud_config() as config:
+        config.local_only = on
 
 
 # Keys --------------------------------------------------------------------------------------------------
@@ -352,11 +347,10 @@ class Escalations:
                 f"escalation {escalation_id} is already {escalation.status}; nothing to decide"
             )
         if decision == "always":
-            config = load_cloud_config()
             pair = [escalation.provider, escalation.task_type]
-            if pair not in config.always_allowed:
-                config.always_allowed.append(pair)
-                save_cloud_config(config)
+            with edit_cloud_config() as config:
+                if pair not in config.always_allowed:
+                    config.always_allowed.append(pair)
         status = "denied" if decision == "deny" else "approved"
         with self.store.transaction():
             self.store.db.execute(

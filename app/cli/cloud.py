@@ -29,16 +29,15 @@ def cloud_add(
     name: str, base_url: str | None, model: str | None, price_in: float | None, price_out: float | None
 ) -> None:
     """Add (or replace) provider NAME; presets: openai, openrouter, mistral, groq, together, ollama."""
-    from engine.escalation import PRESETS, EscalationError, Provider, load_cloud_config, save_cloud_config
+    from engine.escalation import PRESETS, EscalationError, Provider, edit_cloud_config
 
     preset_url, preset_model = PRESETS.get(name, (None, None))
     base_url, model = base_url or preset_url, model or preset_model
     if not base_url or not model:
         raise EscalationError(f"'{name}' is no preset: give --base-url and --model")
-    config = load_cloud_config()
-    config.providers[name] = Provider(name, base_url, model, price_in, price_out)
-    config.active = config.active or name
-    save_cloud_config(config)
+    with edit_cloud_config() as config:
+        config.providers[name] = Provider(name, base_url, model, price_in, price_out)
+        config.active = config.active or name
     click.echo(f"Added {name} ({model} at {base_url}); in use: {config.active}")
 
 
@@ -58,12 +57,11 @@ def cloud_key(name: str) -> None:
 @click.argument("name")
 def cloud_use(name: str) -> None:
     """Escalate to provider NAME from now on."""
-    from engine.escalation import load_cloud_config, save_cloud_config
+    from engine.escalation import edit_cloud_config
 
-    config = load_cloud_config()
-    config.provider(name)
-    config.active = name
-    save_cloud_config(config)
+    with edit_cloud_config() as config:
+        config.provider(name)
+        config.active = name
     click.echo(f"Escalations go to {name}.")
 
 

@@ -115,14 +115,13 @@ class QtProviderForm(QGroupBox):
         self.key.clear()
 
         def save() -> str:
-            from engine.escalation import Provider, load_cloud_config, save_cloud_config, store_key
+            from engine.escalation import Provider, edit_cloud_config, store_key
 
             if key.strip():
                 store_key(name, key)
-            config = load_cloud_config()
-            config.providers[name] = Provider(name, base_url, model, *prices)
-            config.active = name
-            save_cloud_config(config)
+            with edit_cloud_config() as config:
+                config.providers[name] = Provider(name, base_url, model, *prices)
+                config.active = name
             return name
 
         def done(saved_name: str) -> None:
