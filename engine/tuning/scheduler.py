@@ -12,40 +12,57 @@ Schedule settings live in ``<data dir>/tuning.json``.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Annotated, ClassVar, Protocol
+
+from pydantic import AfterValidator, ConfigDict, Field
 
 from engine import paths
-from engine.errors import TuningError
+from engine.config import ConfigModel, load_config, save_config, update_config
+from engine.errors import TuningError, UnderstudyError
 
 SETTINGS_FILE = "tuning.json"
 
 
-@dataclass(frozen=True)
-class ScheduleSettings:
+def _parse_clock(text: str) -> time:
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+def _checked_clock(text: str) -> str:
+    try:
+        _parse_clock(text)
+    except ValueError:
+        raise ValueError(f"must be a time of day as HH:MM, got {text!r}") from None
+    return text
+
+
+Clock = Annotated[str, AfterValidator(_checked_clock)]
+
+
+class ScheduleSettings(ConfigModel):
     """The nightly window (local "HH:MM"; a window may cross midnight; equal ends mean all day) and the
     conditions a job waits for."""
 
-    window_start: str = "01:00"
-    window_end: str = "06:00"
+    model_config = ConfigDict(frozen=True)
+    error_type: ClassVar[type[UnderstudyError]] = TuningError
+    advice: ClassVar[str] = "fix it or delete it for the defaults"
+    field_word: ClassVar[str] = "setting"
+
+    window_start: Clock = "01:00"
+    window_end: Clock = "06:00"
     require_idle: bool = True
     require_ac_power: bool = True
     # Idle: the one-minute load average per CPU core is below this.
-    idle_load_per_core: float = 0.3
+    idle_load_per_core: Annotated[float, Field(gt=0, le=64)] = 0.3
 
     def start_time(self) -> time:
-        return _parse_clock(self.window_start, "window_start")
+        return _parse_clock(self.window_start)
 
     def end_time(self) -> time:
-        return _parse_clock(self.window_end, "window_end")
-
-    def with_changes(self, **changes) -> ScheduleSettings:
-        updated = replace(self, **changes)
-        _validate(updated, "a change")
-        return updated
+        return _parse_clock(self.window_end)
 
 
 @dataclass(frozen=True)
@@ -138,54 +155,14 @@ def settings_path() -> Path:
 
 
 def load_schedule(path: Path | None = None) -> ScheduleSettings:
-    path = path or settings_path()
-    if not path.exists():
-        return ScheduleSettings()
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise TuningError(
-            f"{path} is not readable JSON ({error}); fix it or delete it for the defaults."
-        ) from error
-    if not isinstance(raw, dict):
-        raise TuningError(f"{path} must hold a JSON object; delete it for the defaults.")
-    unknown = set(raw) - {field.name for field in fields(ScheduleSettings)}
-    if unknown:
-        raise TuningError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}.")
-    settings = ScheduleSettings(**raw)
-    _validate(settings, str(path))
-    return settings
+    return load_config(path or settings_path(), ScheduleSettings)
 
 
 def save_schedule(settings: ScheduleSettings, path: Path | None = None) -> None:
     """Written atomically: a crash leaves the old file or the new one."""
-    _validate(settings, "the schedule")
-    path = path or settings_path()
-    try:
-        paths.write_text_atomically(path, json.dumps(asdict(settings), indent=2) + "\n")
-    except OSError as error:
-        raise TuningError(f"Could not save the schedule to {path}: {error.strerror or error}.") from error
+    save_config(path or settings_path(), settings)
 
 
-def _parse_clock(text: str, name: str) -> time:
-    try:
-        hours, minutes = (int(part) for part in text.split(":"))
-        return time(hours, minutes)
-    except (ValueError, TypeError, AttributeError):
-        raise TuningError(
-            f"Schedule setting '{name}' must be a time of day as HH:MM, got {text!r}."
-        ) from None
-
-
-def _validate(settings: ScheduleSettings, where: str) -> None:
-    for name in ("window_start", "window_end"):
-        value = getattr(settings, name)
-        if not isinstance(value, str) or len(value.split(":")) != 2:
-            raise TuningError(f"{where}: '{name}' must be a time of day as HH:MM, got {value!r}.")
-        _parse_clock(value, name)
-    for name in ("require_idle", "require_ac_power"):
-        if type(getattr(settings, name)) is not bool:
-            raise TuningError(f"{where}: '{name}' must be true or false.")
-    threshold = settings.idle_load_per_core
-    if type(threshold) not in (int, float) or not 0 < threshold <= 64:
-        raise TuningError(f"{where}: 'idle_load_per_core' must be a positive number, got {threshold!r}.")
+def update_schedule(**changes) -> ScheduleSettings:
+    """Change the saved schedule under the file's lock (a damaged file gives way to the defaults)."""
+    return update_config(settings_path(), ScheduleSettings, **changes)

@@ -1301,16 +1301,10 @@ class QtTuningSection(QWidget):
         }
 
         def save() -> ScheduleSettings:
-            from engine.errors import TuningError
-            from engine.tuning.scheduler import load_schedule, save_schedule
+            from engine.tuning.scheduler import update_schedule
 
-            try:
-                current = load_schedule()
-            except TuningError:
-                current = ScheduleSettings()  # a broken file is replaced by what the user chose
-            updated = current.with_changes(**changes)
-            save_schedule(updated)
-            return updated
+            # A broken file is replaced by what the user chose.
+            return update_schedule(**changes)
 
         def saved(schedule: ScheduleSettings) -> None:
             self.context.notify_info(
