@@ -42,7 +42,7 @@ from typing import Protocol
 
 import numpy as np
 
-from engine import paths
+from engine import files, paths
 from engine.errors import EncoderError
 
 MINILM = "all-MiniLM-L6-v2"
@@ -153,11 +153,7 @@ def build_static_encoder(target: Path | None = None) -> Path:
             pca_dims=STATIC_DIMENSIONS,
         )
         static.save_pretrained(str(scratch))
-        try:
-            scratch.rename(target)
-        except OSError:
-            if not (target / "model.safetensors").exists():
-                raise
+        files.publish(scratch, target)
     except OSError as error:
         raise EncoderError(f"could not build the static encoder in {target}: {error}") from error
     finally:

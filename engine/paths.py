@@ -64,17 +64,3 @@ def shipped_file(relative: str) -> Path:
         if candidate.exists():
             return candidate
     return _REPOSITORY_ROOT / relative
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file, fsync and rename: a crash leaves the old file or the new one."""
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with partial.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        partial.replace(path)
-    except OSError:
-        partial.unlink(missing_ok=True)
-        raise

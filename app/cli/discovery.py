@@ -133,7 +133,7 @@ def tasks_calibrate(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: totals, tasks and days.")
 def report(provider: str | None, markdown_path: Path | None, html_path: Path | None, as_json: bool) -> None:
     """Per task: traffic, where it went, satisfaction, savings and how replaceable it is."""
-    from engine import paths
+    from engine import files
     from engine.errors import UnderstudyError
     from engine.report import build_report, to_html, to_markdown
     from engine.store import Store
@@ -143,7 +143,7 @@ def report(provider: str | None, markdown_path: Path | None, html_path: Path | N
         if path is None:
             continue
         try:
-            paths.write_text_atomically(path, render(built))
+            files.write_text(path, render(built))
         except OSError as error:
             raise UnderstudyError(f"could not write {path}: {error.strerror or error}") from error
         click.echo(f"Wrote {path}", err=True)

@@ -48,18 +48,16 @@ def logs(ctx: click.Context, limit: int, query: str | None, as_json: bool) -> No
 @click.option("--jsonl", "path", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def logs_export(path: Path) -> None:
     """Write completed turns as chat-format JSONL ({"messages": [...]} per line), for fine-tuning."""
+    from engine import files
     from engine.store import Store
 
     count = 0
-    partial = path.with_name(path.name + ".partial")
     try:
-        with partial.open("w", encoding="utf-8") as handle:
+        with files.publishing(path) as partial, partial.open("w", encoding="utf-8") as handle:
             for record in Store.open().iter_chat_records():
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
                 count += 1
-        partial.replace(path)
     except OSError as error:
-        partial.unlink(missing_ok=True)
         raise UnderstudyError(f"could not write {path}: {error.strerror or error}") from error
     click.echo(f"Wrote {count} conversation turns to {path}", err=True)
 

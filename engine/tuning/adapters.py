@@ -8,9 +8,10 @@ most one active adapter per task.
 Publishing is atomic, so a kill at any moment leaves the old adapter or the new one serving, never a
 broken one:
 
-1. ``register_candidate`` copies the file into a staging folder (fsync), then, inside the transaction
-   that inserts the row, renames the folder to its final name. A kill before the commit leaves an
-   orphan folder that the next registration with that id clears; a row never names a missing file.
+1. ``register_candidate`` copies the file into a staging folder, then, inside the transaction that
+   inserts the row, publishes the folder under its final name (``engine.files.publish``: synced, then
+   renamed). A kill before the commit leaves an orphan folder that the next registration with that id
+   replaces; a row never names a missing file.
 2. ``promote`` checks the file's sha256 first, then retires the old active adapter and activates the
    new one in one transaction.
 
@@ -29,7 +30,7 @@ from typing import Any
 
 import psutil
 
-from engine import paths
+from engine import files, paths
 from engine.catalog import gguf_problem, remembered_sha256
 from engine.errors import AdapterError
 from engine.store import Store, utc_now
@@ -105,7 +106,6 @@ def register_candidate(
     staging.mkdir()
     try:
         digest = _copy_with_sha256(gguf_file, staging / ADAPTER_FILE)
-        _fsync(staging)
         with store.transaction():
             adapter_id = store.insert(
                 "adapters",
@@ -121,10 +121,8 @@ def register_candidate(
                 },
             )
             folder = root / str(adapter_id)
-            if folder.exists():  # left by a registration killed before its commit: no row names it
-                shutil.rmtree(folder)
-            staging.rename(folder)
-            _fsync(root)
+            # An existing folder was left by a registration killed before its commit: no row names it.
+            files.publish(staging, folder)
             store.db.execute(
                 "UPDATE adapters SET path = ? WHERE id = ?", [str(folder / ADAPTER_FILE), adapter_id]
             )
@@ -140,8 +138,6 @@ def _copy_with_sha256(source: Path, target: Path) -> str:
         while chunk := reader.read(_CHUNK):
             digest.update(chunk)
             writer.write(chunk)
-        writer.flush()
-        os.fsync(writer.fileno())
     return digest.hexdigest()
 
 
@@ -151,14 +147,6 @@ def _clear_abandoned_staging(root: Path) -> None:
         pid_text = folder.name.removeprefix(STAGING_PREFIX).split("-")[0]
         if not pid_text.isdigit() or not psutil.pid_exists(int(pid_text)):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _fsync(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 # Reading -----------------------------------------------------------------------------------------

@@ -27,16 +27,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import paths
+from engine import files, paths
 from engine.errors import TuningError
 from engine.redact import RedactionError, redact_many
 from engine.store import Store, utc_now
@@ -385,38 +383,16 @@ def _jsonl(records: list[Messages]) -> str:
     return "".join(json.dumps({"messages": m}, ensure_ascii=False) + "\n" for m in records)
 
 
-def _write_folder(digest: str, files: dict[str, str]) -> Path:
+def _write_folder(digest: str, contents: dict[str, str]) -> Path:
     """Write the files into ``datasets/<digest prefix>`` atomically; an identical folder is reused."""
-    root = paths.data_dir() / "datasets"
-    root.mkdir(parents=True, exist_ok=True)
-    folder = root / digest[:16]
+    folder = paths.data_dir() / "datasets" / digest[:16]
     if folder.exists():
         return folder
-    partial = root / f".{digest[:16]}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    try:
-        for name, text in files.items():
-            with (partial / name).open("w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-        partial.rename(folder)
-    except OSError:
-        shutil.rmtree(partial, ignore_errors=True)
-        if folder.exists():  # another process wrote the same dataset first
-            return folder
-        raise
-    _fsync_folder(root)
+    with files.publishing(folder) as partial:
+        partial.mkdir()
+        for name, text in contents.items():
+            (partial / name).write_text(text, encoding="utf-8")
     return folder
-
-
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _record(

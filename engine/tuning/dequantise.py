@@ -11,12 +11,10 @@ float weights are exactly what the quantised ones decode to (the error is the qu
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from engine import catalog, paths
+from engine import catalog, files, paths
 from engine.catalog import ModelEntry
 from engine.errors import TuningError
 
@@ -42,8 +40,7 @@ def dequantised_base(entry: ModelEntry, on_progress: Progress | None = None) -> 
     """The folder of ``entry``'s float model (config, weights, tokenizer), dequantising it once."""
     gguf_path = catalog.locate(entry)
     digest = catalog.remembered_sha256(gguf_path)
-    root = paths.cache_dir() / "bases"
-    folder = root / digest
+    folder = paths.cache_dir() / "bases" / digest
     if _complete(folder):
         return folder
     from gguf import GGUFReader
@@ -58,26 +55,18 @@ def dequantised_base(entry: ModelEntry, on_progress: Progress | None = None) -> 
         )
     if on_progress:
         on_progress({"event": "dequantise", "model_id": entry.id, "sha256": digest})
-    root.mkdir(parents=True, exist_ok=True)
-    partial = root / f".{digest}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
     try:
-        _dequantise(gguf_path, fields, partial)
-        mark = {
-            "model_id": entry.id,
-            "architecture": architecture,
-            "gguf_sha256": digest,
-            "format": BASE_FORMAT,
-        }
-        (partial / COMPLETE_MARK).write_text(json.dumps(mark) + "\n", encoding="utf-8")
-        for file in partial.iterdir():
-            _fsync(file)
-        if folder.exists():  # unfinished, or built by an older version
-            shutil.rmtree(folder)
-        partial.rename(folder)
-        _fsync(root)
+        # Replaces a folder left unfinished, or built by an older version.
+        with files.publishing(folder) as partial:
+            _dequantise(gguf_path, fields, partial)
+            mark = {
+                "model_id": entry.id,
+                "architecture": architecture,
+                "gguf_sha256": digest,
+                "format": BASE_FORMAT,
+            }
+            (partial / COMPLETE_MARK).write_text(json.dumps(mark) + "\n", encoding="utf-8")
     except Exception as error:
-        shutil.rmtree(partial, ignore_errors=True)
         if _complete(folder):  # another process finished it first
             return folder
         if isinstance(error, TuningError):
@@ -206,11 +195,3 @@ def _sentencepiece_backend(fields):
         ]
     )
     return backend
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from pathlib import Path
 
-from engine import catalog
+from engine import catalog, files
 from engine.catalog import ModelEntry
 from engine.errors import TuningError
 
@@ -165,10 +164,7 @@ def _write(out_path: Path, architecture: str, alpha: float, tensors) -> None:
     import gguf
     import numpy as np
 
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_path.with_name(out_path.name + ".partial")
-    try:
+    with files.publishing(Path(out_path)) as partial:
         writer = gguf.GGUFWriter(str(partial), architecture)
         writer.add_type(gguf.GGUFType.ADAPTER)
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
@@ -179,12 +175,3 @@ def _write(out_path: Path, architecture: str, alpha: float, tensors) -> None:
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        descriptor = os.open(partial, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        partial.replace(out_path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise

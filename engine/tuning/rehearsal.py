@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from engine import backends, catalog, paths
+from engine import backends, catalog, files, paths
 from engine.backends import GenerationOptions, drain
 from engine.catalog import ModelEntry
 from engine.errors import TrainingCancelled, TuningError
@@ -73,6 +73,5 @@ def rehearsal_file(
             lines.append(json.dumps(record, ensure_ascii=False) + "\n")
         if on_answer is not None:
             on_answer(done, len(prompts))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    paths.write_text_atomically(target, "".join(lines))
+    files.write_text(target, "".join(lines))
     return target

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine import files
 from engine.errors import TrainingCancelled, TuningError
 from engine.tuning.datasets import Messages, read_records
 
@@ -591,28 +592,22 @@ def _save_checkpoint(folder: Path, model, optimizer, scheduler, state: dict, fin
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    folder.mkdir(parents=True, exist_ok=True)
-    name = f"step-{state['step']:06d}"
-    partial = folder / f".{name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    weights = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()}
-    save_file(weights, partial / "adapter_model.safetensors")
-    torch.save(
-        {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "python_rng": random.getstate(),
-        },
-        partial / "optimizer.pt",
-    )
-    (partial / "state.json").write_text(json.dumps({**state, "fingerprint": fingerprint}), encoding="utf-8")
-    _fsync_tree(partial)
-    target = folder / name
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
-    _fsync(folder)
+    target = folder / f"step-{state['step']:06d}"
+    with files.publishing(target) as partial:
+        partial.mkdir()
+        weights = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()}
+        save_file(weights, partial / "adapter_model.safetensors")
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "python_rng": random.getstate(),
+            },
+            partial / "optimizer.pt",
+        )
+        state_text = json.dumps({**state, "fingerprint": fingerprint})
+        (partial / "state.json").write_text(state_text, encoding="utf-8")
     for old in sorted(folder.glob("step-*"))[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old, ignore_errors=True)
     return target
@@ -647,30 +642,10 @@ def _load_last_checkpoint(folder: Path, model, optimizer, scheduler, fingerprint
 
 
 def _save_adapter(model, result: TrainResult, config: TrainConfig) -> None:
-    """The PEFT adapter folder plus a record of how it was trained, swapped in atomically."""
-    target = result.adapter_dir
-    partial = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
-    record = {"base_model_id": config.base_model_id, "config": asdict(config), "result": _summary(result)}
-    (partial / TRAINING_RECORD).write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
-    _fsync_tree(partial)
-    if target.exists():
-        shutil.rmtree(target)
-    partial.rename(target)
-    _fsync(target.parent)
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            _fsync(path)
-    _fsync(folder)
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    """The PEFT adapter folder plus a record of how it was trained. The folder is swapped in by one
+    atomic exchange (``engine.files.publish``), so a kill at any moment leaves the previous adapter or
+    this one, never neither."""
+    with files.publishing(result.adapter_dir) as partial:
+        model.save_pretrained(partial)
+        record = {"base_model_id": config.base_model_id, "config": asdict(config), "result": _summary(result)}
+        (partial / TRAINING_RECORD).write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")

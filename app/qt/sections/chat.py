@@ -676,6 +676,7 @@ class QtChatSection(QWidget):
         conversation_id = self.conversation_id
 
         def write() -> Path:
+            from engine import files
             from engine.store import conversation_markdown
 
             export = thread_store().export_conversation(conversation_id)
@@ -684,7 +685,7 @@ class QtChatSection(QWidget):
                 if kind == "markdown"
                 else json.dumps(export, indent=2, ensure_ascii=False)
             )
-            path.write_text(text, encoding="utf-8")
+            files.write_text(path, text)
             return path
 
         run_in_background(

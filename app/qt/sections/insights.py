@@ -409,13 +409,13 @@ class QtInsightsSection(QWidget):
         path = Path(path)
 
         def write() -> None:
-            from engine import paths
+            from engine import files
             from engine.errors import UnderstudyError
             from engine.report import build_report, to_html, to_markdown
 
             render = to_markdown if kind == "markdown" else to_html
             try:
-                paths.write_text_atomically(path, render(build_report(thread_store())))
+                files.write_text(path, render(build_report(thread_store())))
             except OSError as error:
                 raise UnderstudyError(f"could not write {path}: {error.strerror or error}") from error
 
