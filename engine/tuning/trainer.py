@@ -29,7 +29,6 @@ import hashlib
 import itertools
 import json
 import math
-import os
 import random
 import shutil
 import threading
