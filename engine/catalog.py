@@ -504,7 +504,7 @@ def _fetch_over_http(url: str, size: int | None, target: Path, progress: Progres
             displayed_filename=target.name,
             tqdm_class=_progress_bar_class(progress) if progress else None,
         )
-    partial.replace(target)
+    files.publish(partial, target)  # the part keeps its name until then: a retry resumes it
 
 
 def _published_sha256(etag: str | None) -> str | None:
