@@ -1,11 +1,11 @@
 """The Tuning section: tasks and their datasets, a tuning job with live progress, the evaluation of
 every adapter with promote and roll back, the nightly schedule, and how long a job takes here.
 
-A job runs in its own process, ``understudy tune ... --now --json`` started with QProcess, so a crash
-or a kill of the trainer never hurts the app; its JSON lines become the progress bar, the loss chart
-and the figures as they arrive. Cancel sends the worker SIGTERM (what ``understudy tune cancel`` does):
-it stops between training steps and records the job as cancelled. Everything that reads or writes the
-database runs in a background job.
+What it shows is read by ``engine.tuning.overview`` in a background job, as is everything else that
+reads or writes the database. A job runs in its own process (``app.qt.tuning_process``): its events
+become the progress bar, the loss chart and the lines under them (in the words of
+``engine.tuning.events.describe``) as they arrive. Cancel sends the worker SIGTERM (what ``understudy
+tune cancel`` does): it stops between training steps and records the job as cancelled.
 
 While the app is open it also runs queued jobs: every ``run_due_interval_ms`` (10 minutes by default)
 it starts ``understudy tune run-due --json`` when a job is queued and none is running, and that command
@@ -15,15 +15,10 @@ to call ``understudy tune run-due`` (see ``engine.tuning.scheduler``).
 
 from __future__ import annotations
 
-import json
-import math
-import sys
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QElapsedTimer, QObject, QProcess, Qt, QTime, QTimer, Signal
+from PySide6.QtCore import Qt, QTime, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -45,14 +40,43 @@ from PySide6.QtWidgets import (
 )
 
 from app.qt.context import AppContext
+from app.qt.tuning_process import JobOutcome, QtTuneProcess, WorkerCommand, worker_command
 from app.qt.widgets.charts import QtTimeSeriesChart
 from app.qt.widgets.formatting import percent
 from app.qt.workers import run_in_background, thread_store
-from engine.tuning import jobs
+from engine.tuning.adapters import Adapter
+from engine.tuning.events import (
+    BaseChosen,
+    BaseScored,
+    CandidateRegistered,
+    DatasetBuilt,
+    Dequantised,
+    Dequantising,
+    Evaluated,
+    EvaluationProgress,
+    GateDecided,
+    JobDone,
+    JobEvent,
+    JobFailed,
+    JobWarning,
+    RehearsalProgress,
+    StageStarted,
+    Trained,
+    TrainingStarted,
+    TrainingStep,
+    describe,
+    progress_of,
+)
+from engine.tuning.jobs import Job
+from engine.tuning.overview import (
+    TaskOverview,
+    TrainingHistory,
+    TuningOverview,
+    how_long,
+    read_overview,
+    training_history,
+)
 from engine.tuning.scheduler import ScheduleSettings
-
-if TYPE_CHECKING:
-    from engine.tuning.adapters import Adapter
 
 TASK_COLUMNS = ("Task", "Source", "Requests", "Dataset", "Active adapter", "Task score")
 ADAPTER_COLUMNS = (
@@ -60,400 +84,13 @@ ADAPTER_COLUMNS = (
     "Gate", "Why",
 )  # fmt: skip
 JOB_COLUMNS = ("#", "Task", "Status", "Progress", "Created", "Outcome")
-STAGE_NAMES = {
-    "dataset": "Building the dataset",
-    "base": "Scoring the base model",
-    "rehearse": "Recording the base model's own answers for rehearsal",
-    "train": "Training",
-    "export": "Exporting the adapter",
-    "register": "Registering the adapter",
-    "evaluate": "Evaluating base, candidate and active adapter",
-    "gate": "Deciding whether to promote",
-}
+# Where a running job's events are told, besides stages, steps and warnings: the line under the
+# progress bar (what is happening now) or the one under the chart (what the job has found).
+SPEED_LINE_EVENTS = (Dequantising, Dequantised, RehearsalProgress, TrainingStarted, EvaluationProgress)
+DETAILS_LINE_EVENTS = (DatasetBuilt, BaseScored, BaseChosen, CandidateRegistered, Evaluated, GateDecided)
 RUN_DUE_INTERVAL_MS = 10 * 60 * 1000
-KILL_AFTER_MS = 120_000  # a worker asked to stop that is still running then is killed
 SHUTDOWN_WAIT_MS = 15_000
 PROGRESS_STEPS = 1000
-STDERR_KEPT_CHARS = 8000
-# Before anything is measured here: default jobs (task and rehearsal rows) on SmolLM2-135M with 2 CPU
-# threads ran at 182-194 tokens/s on the development machine.
-DEFAULT_TOKENS_PER_SECOND = 180.0
-# A rough size of a chat record in tokens: its characters over four, plus what the chat template adds
-# (SmolLM2's adds its default system prompt: about 30 tokens a record, measured on a real run).
-CHARS_PER_TOKEN = 4
-TEMPLATE_TOKENS_PER_EXAMPLE = 30
-
-
-# What the section shows, read in a background job ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrainingSpeed:
-    """Tokens per second of training and where the figure comes from, in words."""
-
-    tokens_per_second: float
-    source: str
-    measured: bool
-
-
-@dataclass(frozen=True)
-class TaskRow:
-    """One task with its newest dataset, its active adapter and what training it would cost."""
-
-    id: int
-    label: str
-    source: str
-    requests: int
-    dataset_id: int | None = None
-    n_train: int | None = None
-    n_val: int | None = None
-    dataset_file: str | None = None  # the JSONL file the newest dataset was built from
-    active_adapter_id: int | None = None
-    active_score: float | None = None
-    last_job: dict[str, Any] | None = None
-    train_tokens: int | None = None
-    tokens_from: str = ""
-
-
-@dataclass(frozen=True)
-class TuningState:
-    tasks: list[TaskRow]
-    adapters: dict[int, list[Adapter]]
-    jobs: list[dict[str, Any]]
-    speed: TrainingSpeed
-    schedule: ScheduleSettings
-    next_window: datetime
-    window_open: bool
-    queued: int
-    schedule_problem: str | None = None
-
-
-def read_tuning_state(store) -> TuningState:
-    """Everything the section shows, from the database, the dataset files and the schedule."""
-    from engine.errors import TuningError
-    from engine.tuning import adapters, jobs
-    from engine.tuning.scheduler import in_window, load_schedule, next_window_start
-
-    recent_jobs = jobs.list_jobs(store, limit=50)
-    by_task: dict[int, list[Adapter]] = {}
-    for adapter in adapters.list_adapters(store):
-        by_task.setdefault(adapter.task_id, []).append(adapter)
-    tasks = [
-        _task_row(store, row, by_task.get(row["id"], []), recent_jobs)
-        for row in store.db.query(
-            "SELECT tasks.id, label, source, (SELECT COUNT(*) FROM turns WHERE cluster_id = tasks.id) "
-            "AS requests FROM tasks WHERE retired_utc IS NULL ORDER BY id"
-        )
-    ]
-    schedule_problem = None
-    try:
-        schedule = load_schedule()
-    except TuningError as error:
-        schedule, schedule_problem = ScheduleSettings(), str(error)
-    queued = next(iter(store.db.query("SELECT COUNT(*) AS n FROM jobs WHERE status = 'queued'")))["n"]
-    now = datetime.now().astimezone()
-    return TuningState(
-        tasks=tasks,
-        adapters=by_task,
-        jobs=recent_jobs,
-        speed=training_speed(recent_jobs, [a for listed in by_task.values() for a in listed]),
-        schedule=schedule,
-        next_window=next_window_start(now, schedule),
-        window_open=in_window(now, schedule),
-        queued=queued,
-        schedule_problem=schedule_problem,
-    )
-
-
-def _task_row(store, row: dict, task_adapters: list[Adapter], recent_jobs: list[dict]) -> TaskRow:
-    task_id = row["id"]
-    datasets = list(
-        store.db.query("SELECT * FROM datasets WHERE task_id = ? ORDER BY id DESC LIMIT 1", [task_id])
-    )
-    dataset = datasets[0] if datasets else None
-    source = json.loads(dataset["source_json"] or "{}") if dataset else {}
-    active = next((a for a in task_adapters if a.status == "active"), None)
-    trained = next((a for a in task_adapters if a.training.get("train_tokens")), None)
-    if trained is not None:
-        tokens, tokens_from = trained.training["train_tokens"], f"as many as adapter #{trained.id}'s run"
-    elif dataset is not None:
-        tokens, tokens_from = _dataset_tokens(Path(dataset["path"]) / "train.jsonl"), "from its dataset"
-    else:
-        tokens, tokens_from = _log_tokens(store, task_id), "estimated from its requests in the log"
-    return TaskRow(
-        id=task_id,
-        label=row["label"],
-        source=row["source"],
-        requests=row["requests"],
-        dataset_id=dataset["id"] if dataset else None,
-        n_train=dataset["n_train"] if dataset else None,
-        n_val=dataset["n_val"] if dataset else None,
-        dataset_file=source.get("file") if source.get("from") == "jsonl" else None,
-        active_adapter_id=active.id if active else None,
-        active_score=_task_scores(active)[1] if active else None,
-        last_job=next((job for job in recent_jobs if job["task_id"] == task_id), None),
-        train_tokens=tokens,
-        tokens_from=tokens_from,
-    )
-
-
-def _default_run_tokens(per_epoch: float) -> int:
-    """About how many tokens a default run trains on, from the task's tokens per epoch: its packed rows
-    for the default epochs (at least the minimum steps), each step with one packed row of rehearsal."""
-    from engine.tuning.trainer import TrainConfig, planned_steps
-
-    default = TrainConfig(base_model_id="", dataset_folder=Path(), output_dir=Path())
-    rows_per_epoch = max(1, math.ceil(per_epoch / default.batch_tokens))
-    steps = planned_steps(default, rows_per_epoch)
-    return round(steps * (per_epoch / rows_per_epoch + default.batch_tokens))
-
-
-def _dataset_tokens(train_file: Path) -> int | None:
-    """About how many tokens a default run on this dataset trains on."""
-    from engine.errors import TuningError
-    from engine.tuning.datasets import read_records
-
-    try:
-        records = read_records(train_file)
-    except (TuningError, OSError):
-        return None
-    characters = sum(len(message["content"]) for messages in records for message in messages)
-    per_epoch = characters / CHARS_PER_TOKEN + TEMPLATE_TOKENS_PER_EXAMPLE * len(records)
-    return _default_run_tokens(per_epoch)
-
-
-def _log_tokens(store, task_id: int) -> int | None:
-    row = next(
-        iter(
-            store.db.query(
-                "SELECT COUNT(*) AS n, SUM(LENGTH(user_text) + LENGTH(answer_text)) AS characters "
-                "FROM turns WHERE cluster_id = ? AND status = 'ok' AND replaced_by IS NULL",
-                [task_id],
-            )
-        )
-    )
-    if not row["n"]:
-        return None
-    per_epoch = row["characters"] / CHARS_PER_TOKEN + TEMPLATE_TOKENS_PER_EXAMPLE * row["n"]
-    return _default_run_tokens(per_epoch)
-
-
-def training_speed(recent_jobs: list[dict], known_adapters: list[Adapter]) -> TrainingSpeed:
-    """The newest measured training speed here: a finished job's, else an adapter's, else a default."""
-    for job in recent_jobs:
-        measured = ((job["result"] or {}).get("training") or {}).get("tokens_per_second")
-        if job["status"] == "succeeded" and measured:
-            return TrainingSpeed(measured, f"measured in job #{job['id']}", True)
-    for adapter in known_adapters:
-        measured = adapter.training.get("tokens_per_second")
-        if measured:
-            return TrainingSpeed(measured, f"measured training adapter #{adapter.id}", True)
-    return TrainingSpeed(
-        DEFAULT_TOKENS_PER_SECOND,
-        "not measured here yet; the usual speed of SmolLM2-135M on two CPU cores",
-        False,
-    )
-
-
-def how_long(task: TaskRow, speed: TrainingSpeed) -> str:
-    """A plain statement of how long tuning ``task`` takes on this machine."""
-    from engine.tuning.trainer import estimate_seconds
-
-    if not task.train_tokens:
-        return (
-            f"Task #{task.id} has nothing to train on yet: its requests need thumbs up (or answers the "
-            "user went on from), or add a dataset file."
-        )
-    seconds = estimate_seconds(task.train_tokens, speed.tokens_per_second)
-    return (
-        f"{_duration(seconds)} of training on this machine ({_number(speed.tokens_per_second)} tokens/s, "
-        f"{speed.source}; about {_number(task.train_tokens)} tokens, {task.tokens_from}). Scoring the base "
-        "and evaluating the new adapter add a few minutes."
-    )
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return "Under a minute"
-    minutes = int(seconds / 60 + 0.5)
-    if minutes < 90:
-        return f"About {minutes} minute{'s' if minutes != 1 else ''}"
-    return f"About {seconds / 3600:.1f} hours"
-
-
-def _number(value: float) -> str:
-    """Thousands split by a space, as people write them: 24 000."""
-    return f"{round(value):,}".replace(",", " ")
-
-
-def _task_scores(adapter: Adapter) -> tuple[float | None, float | None, float | None]:
-    """The task score of the base, the adapter itself and the adapter active when it was evaluated."""
-    task = adapter.evaluation.get("gate", {}).get("figures", {}).get("task", {})
-    return task.get("base"), task.get("candidate"), task.get("active")
-
-
-def _general_scores(adapter: Adapter) -> tuple[float | None, float | None]:
-    general = adapter.evaluation.get("gate", {}).get("figures", {}).get("general", {})
-    return general.get("base"), general.get("candidate")
-
-
-def _gate_verdict(adapter: Adapter) -> tuple[str, str]:
-    gate = adapter.evaluation.get("gate")
-    if not gate:
-        return "not evaluated", ""
-    return ("passed" if gate.get("promote") else "rejected"), "; ".join(gate.get("reasons", []))
-
-
-def worker_command(arguments: list[str]) -> tuple[str, list[str]]:
-    """The program and arguments that run ``understudy <arguments>`` with this very Python."""
-    script = Path(sys.executable).with_name("understudy")
-    if script.exists():
-        return str(script), arguments
-    return sys.executable, ["-m", "app", *arguments]
-
-
-# The worker process --------------------------------------------------------------------------------
-
-
-@dataclass
-class JobOutcome:
-    """How a worker process ended: ``status`` is succeeded, failed, cancelled or waiting (nothing ran)."""
-
-    status: str
-    job_id: int | None = None
-    message: str = ""
-    result: dict[str, Any] = field(default_factory=dict)
-
-
-class QtTuneProcess(QObject):
-    """One ``understudy tune ... --json`` process: each JSON line it prints is an ``event``, its end
-    an ``ended(JobOutcome)``. Nothing it does (crash, kill, garbage output) can raise in the app."""
-
-    event = Signal(object)
-    ended = Signal(object)
-
-    def __init__(self, arguments: list[str], parent: QObject | None = None):
-        super().__init__(parent)
-        self.job_id: int | None = None
-        self.stop_requested = False
-        self._buffer = b""
-        self._stderr = ""
-        self._last: dict[str, Any] | None = None  # the last done / cancelled / error event
-        self._ended = False
-        self.process = QProcess(self)
-        program, program_arguments = worker_command(arguments)
-        self.process.setProgram(program)
-        self.process.setArguments(program_arguments)
-        self.process.readyReadStandardOutput.connect(self._on_stdout)
-        self.process.readyReadStandardError.connect(self._on_stderr)
-        self.process.finished.connect(self._on_finished)
-        self.process.errorOccurred.connect(self._on_error)
-        self._kill_timer = QTimer(self)
-        self._kill_timer.setSingleShot(True)
-        self._kill_timer.timeout.connect(self.process.kill)
-
-    def start(self) -> None:
-        self.process.start()
-
-    def running(self) -> bool:
-        return self.process.state() != QProcess.ProcessState.NotRunning
-
-    def stop(self) -> None:
-        """Ask the worker to stop between two steps; kill it if it is still running much later.
-
-        SIGTERM waits until the worker has taken its job (its first event): only from then on does
-        it turn the signal into a recorded cancel instead of dying with the job still queued.
-        """
-        self.stop_requested = True
-        if self.job_id is not None and self.running():
-            self.process.terminate()
-            self._kill_timer.start(KILL_AFTER_MS)
-
-    def _on_stdout(self) -> None:
-        self._buffer += bytes(self.process.readAllStandardOutput().data())
-        *lines, self._buffer = self._buffer.split(b"\n")
-        for line in lines:
-            self._take_line(line)
-
-    def _take_line(self, line: bytes) -> None:
-        try:
-            event = json.loads(line.decode("utf-8", errors="replace"))
-        except ValueError:
-            return  # not one of ours (a library printing to stdout)
-        if not isinstance(event, dict) or "event" not in event:
-            return
-        if self.job_id is None and isinstance(event.get("job_id"), int):
-            self.job_id = event["job_id"]
-            if self.stop_requested:
-                self.stop()
-        if event["event"] in ("done", "cancelled", "error"):
-            self._last = event
-        self.event.emit(event)
-
-    def _on_stderr(self) -> None:
-        text = bytes(self.process.readAllStandardError().data()).decode("utf-8", errors="replace")
-        self._stderr = (self._stderr + text)[-STDERR_KEPT_CHARS:]
-
-    def _on_error(self, error: QProcess.ProcessError) -> None:
-        if error == QProcess.ProcessError.FailedToStart:
-            self._end(
-                JobOutcome(
-                    "failed",
-                    message=f"Could not start the tuning process ({self.process.errorString()}).",
-                )
-            )
-
-    def _on_finished(self, exit_code: int, exit_status: QProcess.ExitStatus) -> None:
-        self._on_stdout()
-        if self._buffer.strip():
-            self._take_line(self._buffer)
-            self._buffer = b""
-        self._on_stderr()
-        self._end(self._outcome(exit_code, exit_status))
-
-    def _outcome(self, exit_code: int, exit_status: QProcess.ExitStatus) -> JobOutcome:
-        last = self._last or {}
-        if last.get("event") == "done":
-            return JobOutcome("succeeded", self.job_id, result=last)
-        if last.get("event") == "cancelled":
-            return JobOutcome("cancelled", self.job_id, last.get("message", ""))
-        if last.get("event") == "error":
-            return JobOutcome("failed", self.job_id, last.get("message", ""))
-        if exit_status == QProcess.ExitStatus.CrashExit:
-            how = (
-                "was stopped by force" if self.stop_requested else "stopped unexpectedly (killed or crashed)"
-            )
-            last_words = self._error_line()
-            return JobOutcome(
-                "failed",
-                self.job_id,
-                f"The tuning process {how}." + (f" It said: {last_words}" if last_words else ""),
-            )
-        if exit_code == 0:
-            return JobOutcome("waiting" if self.job_id is None else "succeeded", self.job_id)
-        if exit_code == jobs.CANCELLED_EXIT_CODE:
-            return JobOutcome("cancelled", self.job_id, "The tuning job was cancelled.")
-        return JobOutcome(
-            "failed",
-            self.job_id,
-            self._error_line() or f"The tuning process ended with exit code {exit_code}.",
-        )
-
-    def _error_line(self) -> str:
-        """The last error the worker wrote to stderr (click's "Error: ..." or an exception's last line),
-        not the progress bars libraries draw there."""
-        lines = self._stderr.replace("\r", "\n").splitlines()
-        return next((line.strip() for line in reversed(lines) if "Error" in line), "")
-
-    def _end(self, outcome: JobOutcome) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        self._kill_timer.stop()
-        self.ended.emit(outcome)
-
-
-# The section ---------------------------------------------------------------------------------------
 
 
 class QtTuningSection(QWidget):
@@ -465,10 +102,17 @@ class QtTuningSection(QWidget):
     adapters_changed = Signal(int)  # a task id whose active adapter changed: routers re-read
     schedule_saved = Signal(object)  # ScheduleSettings
 
-    def __init__(self, context: AppContext, parent=None, run_due_interval_ms: int = RUN_DUE_INTERVAL_MS):
+    def __init__(
+        self,
+        context: AppContext,
+        parent=None,
+        run_due_interval_ms: int = RUN_DUE_INTERVAL_MS,
+        worker_command: WorkerCommand = worker_command,
+    ):
         super().__init__(parent)
         self.context = context
-        self.state: TuningState | None = None
+        self.worker_command = worker_command  # how a job's worker process is started
+        self.state: TuningOverview | None = None
         self.worker: QtTuneProcess | None = None
         # Passed to `understudy tune` as --steps and --base when set (tests, and people in a hurry).
         self.train_steps: int | None = None
@@ -497,8 +141,8 @@ class QtTuningSection(QWidget):
         self.add_dataset_button = QPushButton("Add a dataset file…")
         self.add_dataset_button.setAccessibleName("Add a JSONL dataset file as a task")
         self.add_dataset_button.setToolTip(
-            'A JSONL file with one {"messages": [...]} chat record per line (what `understudy logs export '
-            "--jsonl` writes); it becomes a task named after the file."
+            'A JSONL file with one {"messages": [...]} chat record per line (what exporting the log for '
+            "fine-tuning writes); it becomes a task named after the file."
         )
         self.add_dataset_button.clicked.connect(self._on_add_dataset_clicked)
         self.how_long_label = QLabel()
@@ -693,7 +337,7 @@ class QtTuningSection(QWidget):
         if then is not None:
             self._after_refresh.append(then)
 
-        def shown(state: TuningState) -> None:
+        def shown(state: TuningOverview) -> None:
             if generation == self._generation:
                 self._show(state)
 
@@ -702,14 +346,14 @@ class QtTuningSection(QWidget):
             if generation == self._generation:
                 self._run_after_refresh()
 
-        run_in_background(lambda: read_tuning_state(thread_store()), shown, failed)
+        run_in_background(lambda: read_overview(thread_store()), shown, failed)
 
     def _run_after_refresh(self) -> None:
         waiting, self._after_refresh = self._after_refresh, []
         for then in waiting:
             then()
 
-    def _show(self, state: TuningState) -> None:
+    def _show(self, state: TuningOverview) -> None:
         selected = self.selected_task_id()
         self.state = state
         self.task_table.setRowCount(len(state.tasks))
@@ -727,7 +371,7 @@ class QtTuningSection(QWidget):
         self.refreshed.emit()
         self._run_after_refresh()
 
-    def _show_summary(self, state: TuningState) -> None:
+    def _show_summary(self, state: TuningOverview) -> None:
         specialists = sum(task.active_adapter_id is not None for task in state.tasks)
         running = self._external_running_job()
         parts = [f"{len(state.tasks)} tasks, {specialists} served by a specialist"]
@@ -743,7 +387,7 @@ class QtTuningSection(QWidget):
             parts = ["No tasks yet: Discover tasks in Insights, or add a dataset file"]
         self.summary.setText(" · ".join(parts) + ".")
 
-    def _fill_task_row(self, row: int, task: TaskRow) -> None:
+    def _fill_task_row(self, row: int, task: TaskOverview) -> None:
         dataset = "not built" if task.n_train is None else f"{task.n_train} train / {task.n_val} val"
         cells = (
             f"#{task.id} {task.label}",
@@ -766,11 +410,8 @@ class QtTuningSection(QWidget):
         items = self.task_table.selectedItems()
         return items[0].data(Qt.ItemDataRole.UserRole) if items else None
 
-    def selected_task(self) -> TaskRow | None:
-        task_id = self.selected_task_id()
-        if self.state is None or task_id is None:
-            return None
-        return next((task for task in self.state.tasks if task.id == task_id), None)
+    def selected_task(self) -> TaskOverview | None:
+        return None if self.state is None else self.state.task(self.selected_task_id())
 
     def select_task(self, task_id: int) -> None:
         for row in range(self.task_table.rowCount()):
@@ -794,24 +435,25 @@ class QtTuningSection(QWidget):
         selected = self.selected_adapter()
         self.adapter_table.setRowCount(len(listed))
         for row, adapter in enumerate(listed):
-            base, candidate, active = _task_scores(adapter)
-            general_base, general_candidate = _general_scores(adapter)
-            general = (
-                "" if general_base is None else f"{percent(general_base)} → {percent(general_candidate)}"
-            )
-            verdict, reasons = _gate_verdict(adapter)
+            evaluation = adapter.evaluation
             cells = (
                 f"#{adapter.id}",
                 adapter.status,
                 adapter.base_model_id,
                 _local_time(adapter.created_utc),
-                "" if base is None else percent(base),
-                "" if candidate is None else percent(candidate),
-                "" if active is None else percent(active),
-                general,
-                verdict,
-                reasons,
             )
+            if evaluation.gate is None:
+                cells += ("", "", "", "")
+            else:
+                task, general = evaluation.gate.figures.task, evaluation.gate.figures.general
+                cells += (
+                    percent(task.base),
+                    percent(task.candidate),
+                    "" if task.active is None else percent(task.active),
+                    f"{percent(general.base)} → {percent(general.candidate)}",
+                )
+            reasons = evaluation.reasons
+            cells += (evaluation.verdict, reasons)
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, adapter.id)
@@ -836,35 +478,31 @@ class QtTuningSection(QWidget):
             if self.adapter_table.item(row, 0).data(Qt.ItemDataRole.UserRole) == adapter_id:
                 self.adapter_table.selectRow(row)
 
-    def _show_jobs(self, listed: list[dict[str, Any]]) -> None:
+    def _show_jobs(self, listed: list[Job]) -> None:
         labels = {task.id: task.label for task in self.state.tasks} if self.state else {}
         self.job_table.setRowCount(len(listed))
         for row, job in enumerate(listed):
-            outcome = job["error"] or ""
-            if job["result"]:
-                outcome = f"adapter #{job['result']['adapter_id']} {job['result']['status']}"
-            what = labels.get(job["task_id"]) or Path(job["args"].get("dataset_file") or "").name
             cells = (
-                f"#{job['id']}",
-                f"#{job['task_id']} {what}" if job["task_id"] else what or str(job["args"].get("task") or ""),
-                job["status"],
-                f"{job['progress'] * 100:.0f}%",
-                _local_time(job["created_utc"]),
-                outcome,
+                f"#{job.id}",
+                f"#{job.task_id} {labels.get(job.task_id) or job.subject}" if job.task_id else job.subject,
+                job.status,
+                f"{job.progress * 100:.0f}%",
+                _local_time(job.created_utc),
+                job.outcome,
             )
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setData(Qt.ItemDataRole.UserRole, job["id"])
+                item.setData(Qt.ItemDataRole.UserRole, job.id)
                 if column == JOB_COLUMNS.index("Outcome"):
-                    item.setToolTip(outcome)
+                    item.setToolTip(job.outcome)
                 self.job_table.setItem(row, column, item)
 
-    def selected_job(self) -> dict[str, Any] | None:
+    def selected_job(self) -> Job | None:
         items = self.job_table.selectedItems()
         if not items or self.state is None:
             return None
         job_id = items[0].data(Qt.ItemDataRole.UserRole)
-        return next((job for job in self.state.jobs if job["id"] == job_id), None)
+        return next((job for job in self.state.jobs if job.id == job_id), None)
 
     def job_status(self, job_id: int) -> str | None:
         """The status shown for ``job_id`` in the Jobs tab."""
@@ -873,14 +511,13 @@ class QtTuningSection(QWidget):
                 return self.job_table.item(row, JOB_COLUMNS.index("Status")).text()
         return None
 
-    def _external_running_job(self) -> dict[str, Any] | None:
+    def _external_running_job(self) -> Job | None:
         """A job running in a process this section did not start (the command line, a timer)."""
         if self.state is None:
             return None
-        ours = self.worker.job_id if self.worker is not None else None
-        return next((j for j in self.state.jobs if j["status"] == "running" and j["id"] != ours), None)
+        return self.state.running_job(besides=self.worker.job_id if self.worker is not None else None)
 
-    def _show_last_job(self, task: TaskRow | None) -> None:
+    def _show_last_job(self, task: TaskOverview | None) -> None:
         """With no job running here, show the selected task's last job and its loss curve."""
         job = None if task is None else task.last_job
         if job is None:
@@ -890,43 +527,29 @@ class QtTuningSection(QWidget):
             self.details_label.setText("")
             self.loss_chart.set_series([])
             return
-        outcome = job["status"]
-        if job["result"]:
-            result = job["result"]
-            verdict = "promoted" if result.get("promoted") else "rejected by the gate"
-            outcome = f"{outcome}: adapter #{result['adapter_id']} {verdict}"
-        self.stage_label.setText(f"Last job for this task: #{job['id']}, {outcome}.")
-        self.progress_bar.setValue(round(job["progress"] * PROGRESS_STEPS))
-        if job["status"] == "cancelled":
+        outcome = job.status
+        if job.result is not None:
+            verdict = "promoted" if job.result.promoted else "rejected by the gate"
+            outcome = f"{outcome}: adapter #{job.result.adapter_id} {verdict}"
+        self.stage_label.setText(f"Last job for this task: #{job.id}, {outcome}.")
+        self.progress_bar.setValue(round(job.progress * PROGRESS_STEPS))
+        if job.status == "cancelled":
             self.details_label.setText("Stopped on request; Tune now continues from its last checkpoint.")
         else:
-            self.details_label.setText(job["error"] or "")
+            self.details_label.setText(job.error or "")
         self._history_generation += 1
         generation = self._history_generation
 
-        def read() -> list[dict[str, Any]]:
-            from engine.tuning.jobs import read_log
-
-            return read_log(job)
-
-        def shown(events: list[dict[str, Any]]) -> None:
+        def shown(history: TrainingHistory) -> None:
             if generation != self._history_generation or self.worker is not None:
                 return
-            steps = [event for event in events if event.get("event") == "step"]
-            self.loss_points = [(event["step"], event["loss"]) for event in steps]
+            self.loss_points = history.loss_points
             self.loss_chart.set_series(self.loss_points)
-            if steps:
-                last = steps[-1]
-                self.speed_label.setText(
-                    f"Trained {last['step']} of {last['total_steps']} steps at "
-                    f"{_number(last['tokens_per_second'])} tokens/s; last loss {last['loss']:.3g}."
-                )
-            else:
-                self.speed_label.setText("")
+            self.speed_label.setText(history.summary())
 
-        run_in_background(read, shown, self.context.notify_error)
+        run_in_background(lambda: training_history(job), shown, self.context.notify_error)
 
-    def _show_schedule(self, state: TuningState) -> None:
+    def _show_schedule(self, state: TuningOverview) -> None:
         schedule = state.schedule
         if schedule != self._shown_schedule:  # a refresh keeps edits not saved yet
             self._shown_schedule = schedule
@@ -959,14 +582,14 @@ class QtTuningSection(QWidget):
         elif adapter is None:
             self.verdict_label.setText("Select an adapter to read why the gate passed or rejected it.")
         else:
-            verdict, reasons = _gate_verdict(adapter)
+            reasons = adapter.evaluation.reasons
             self.verdict_label.setText(
-                f"Adapter #{adapter.id} {verdict}" + (f": {reasons}." if reasons else ".")
+                f"Adapter #{adapter.id} {adapter.evaluation.verdict}" + (f": {reasons}." if reasons else ".")
             )
         self.promote_button.setEnabled(adapter is not None and adapter.status != "active")
         self.rollback_button.setEnabled(task is not None and task.active_adapter_id is not None)
         job = self.selected_job()
-        self.cancel_selected_button.setEnabled(job is not None and job["status"] in ("queued", "running"))
+        self.cancel_selected_button.setEnabled(job is not None and job.status in ("queued", "running"))
 
     # Tuning ---------------------------------------------------------------------------------------------
 
@@ -979,7 +602,7 @@ class QtTuningSection(QWidget):
         if task.dataset_file and Path(task.dataset_file).exists():
             arguments += ["--dataset", task.dataset_file]
         # After a cancel, training continues from its last checkpoint (a fresh start if there is none).
-        resume = task.last_job is not None and task.last_job["status"] == "cancelled"
+        resume = task.last_job is not None and task.last_job.status == "cancelled"
         if resume:
             arguments.append("--resume")
         arguments += [*self._training_options(), "--now", "--json"]
@@ -1013,7 +636,7 @@ class QtTuningSection(QWidget):
         run_in_background(queued, start, self.context.notify_error)
 
     def _start_worker(self, arguments: list[str], task_id: int | None) -> None:
-        self.worker = QtTuneProcess(arguments, self)
+        self.worker = QtTuneProcess(arguments, self.worker_command, self)
         self.worker.event.connect(self._on_event)
         self.worker.ended.connect(self._on_ended)
         self._worker_task_id = task_id
@@ -1036,100 +659,62 @@ class QtTuningSection(QWidget):
             return
         running = self._external_running_job()
         if running is not None:
-            self._cancel_in_background(running["id"])
+            self._cancel_in_background(running.id)
 
     def _on_cancel_selected_clicked(self) -> None:
         job = self.selected_job()
         if job is None:
             return
-        if self.worker is not None and job["id"] == self.worker.job_id:
+        if self.worker is not None and job.id == self.worker.job_id:
             self.cancel_job()
         else:
-            self._cancel_in_background(job["id"])
+            self._cancel_in_background(job.id)
 
     def _cancel_in_background(self, job_id: int) -> None:
-        def cancel() -> dict[str, Any]:
+        def cancel() -> Job:
             from engine.tuning import jobs
 
             return jobs.cancel(thread_store(), job_id)
 
-        def done(job: dict[str, Any]) -> None:
-            if job["status"] == "running":
+        def done(job: Job) -> None:
+            if job.status == "running":
                 self.context.notify_info(f"Asked job #{job_id} to stop; it stops after the current step.")
             else:
-                self.context.notify_info(f"Job #{job_id} is {job['status']}.")
+                self.context.notify_info(f"Job #{job_id} is {job.status}.")
             self.refresh()
 
         run_in_background(cancel, done, self.context.notify_error)
 
-    def _on_event(self, event: dict[str, Any]) -> None:
-        kind = event["event"]
-        if kind == "dataset" and self._worker_task_id is None:
-            self._worker_task_id = event["task_id"]  # a queued job run by the timer
+    def _on_event(self, event: JobEvent) -> None:
+        """Route the worker's event to its widget; the words are the renderer's."""
+        if isinstance(event, DatasetBuilt) and self._worker_task_id is None:
+            self._worker_task_id = event.task_id  # a queued job run by the timer
             self.loss_chart.set_series([])
-        if "progress" in event:
-            self.progress_bar.setValue(round(event["progress"] * PROGRESS_STEPS))
-        stopping = self.worker is not None and self.worker.stop_requested
-        if kind == "stage" and not stopping:
-            self.stage_label.setText(
-                f"Job #{event.get('job_id')}{self._worker_task_name()}: "
-                f"{STAGE_NAMES.get(event['stage'], event['stage'])}…"
-            )
-        elif kind == "dataset":
-            self.details_label.setText(
-                f"Dataset: {event['n_train']} training and {event['n_val']} validation examples."
-            )
-        elif kind == "dequantise":
-            self.speed_label.setText(
-                "Preparing the base model for training (once per model, about a minute)…"
-            )
-        elif kind == "base":
-            scores = event["scores"]
-            if len(scores) == 1:
-                how = "chosen" if event["how"] == "--base" else "the only one that fits"
-                measured = f"{how}; {percent(scores[event['model_id']])} zero-shot on the task"
-            else:
-                measured = "best zero-shot score: " + ", ".join(
-                    f"{model} {percent(score)}" for model, score in scores.items()
-                )
-            self.details_label.setText(f"Base model: {event['model_id']} ({measured}).")
-        elif kind == "rehearsal_progress":
-            self.speed_label.setText(
-                f"The base model answers everyday prompts, to rehearse them while training (once per "
-                f"model): {event['done']} of {event['total']}…"
-            )
-        elif kind == "train_start":
-            self.speed_label.setText(
-                f"Training {event['total_steps']} steps on {event['examples']} examples…"
-            )
-        elif kind == "step":
-            self.loss_points.append((event["step"], event["loss"]))
-            self.loss_chart.set_series(self.loss_points)
-            self.progress_bar.setFormat(f"%p% · step {event['step']} of {event['total_steps']}")
-            self.speed_label.setText(
-                f"Step {event['step']} of {event['total_steps']} · loss {event['loss']:.3g} · "
-                f"{_number(event['tokens_per_second'])} tokens/s · "
-                f"about {_seconds(event['eta_seconds'])} left"
-            )
-        elif kind == "eval":
-            self.progress_bar.resetFormat()
-            general = event["general"]
-            general_text = "" if general is None else f", general set {percent(general['score'])}"
-            self.details_label.setText(
-                f"{event['role'].capitalize()}: task {percent(event['task']['score'])}{general_text}."
-            )
-        elif kind == "gate":
-            verdict = "promoted" if event["promote"] else "rejected"
-            self.details_label.setText(
-                f"Adapter #{event['adapter_id']} {verdict}: " + "; ".join(event["reasons"])
-            )
-        elif kind == "warning":
-            self.context.notify_info(f"Tuning: {event['message']}")
+        progress = progress_of(event)
+        if progress is not None:
+            self.progress_bar.setValue(round(progress * PROGRESS_STEPS))
+        line = describe(event)
+        match event:
+            case StageStarted():
+                if not (self.worker is not None and self.worker.stop_requested):
+                    self.stage_label.setText(f"Job #{event.job_id}{self._worker_task_name()}: {line}")
+            case TrainingStep():
+                self.loss_points.append((event.step, event.loss))
+                self.loss_chart.set_series(self.loss_points)
+                self.progress_bar.setFormat(f"%p% · step {event.step} of {event.total_steps}")
+                self.speed_label.setText(line)
+            case Trained():
+                self.progress_bar.resetFormat()
+                self.speed_label.setText(line)
+            case JobWarning():
+                self.context.notify_info(line)
+            case _ if isinstance(event, SPEED_LINE_EVENTS):
+                self.speed_label.setText(line)
+            case _ if isinstance(event, DETAILS_LINE_EVENTS):
+                self.details_label.setText(line)
 
     def _worker_task_name(self) -> str:
-        task = None
-        if self.state is not None and self._worker_task_id is not None:
-            task = next((task for task in self.state.tasks if task.id == self._worker_task_id), None)
+        task = None if self.state is None else self.state.task(self._worker_task_id)
         return "" if task is None else f" (#{task.id} {task.label})"
 
     def _on_ended(self, outcome: JobOutcome) -> None:
@@ -1143,20 +728,11 @@ class QtTuningSection(QWidget):
             return
         job = f"Tuning job #{outcome.job_id}" if outcome.job_id is not None else "The tuning job"
         if outcome.status == "succeeded":
-            result = outcome.result
-            if result.get("promoted"):
-                message = (
-                    f"{job} finished: adapter #{result['adapter_id']} now serves task #{result['task_id']}."
-                )
-            else:
-                message = (
-                    f"{job} finished, but adapter #{result.get('adapter_id')} did not pass the gate: "
-                    + "; ".join(result.get("reasons", []))
-                )
+            message = describe(outcome.ending) if isinstance(outcome.ending, JobDone) else f"{job} finished."
             self.stage_label.setText(message)
             self.context.notify_info(message)
-            if result.get("promoted"):
-                self.adapters_changed.emit(result["task_id"])
+            if outcome.result is not None and outcome.result.promoted:
+                self.adapters_changed.emit(outcome.result.task_id)
         elif outcome.status == "cancelled":
             message = f"{job} was cancelled; Tune now continues its training from the last checkpoint."
             self.stage_label.setText(message)
@@ -1164,7 +740,7 @@ class QtTuningSection(QWidget):
         else:
             self.stage_label.setText(f"{job} failed.")
             self.details_label.setText(outcome.message)
-            self.context.notify_error(f"{job} failed: {outcome.message}")
+            self.context.notify_error(describe(JobFailed(outcome.message, job_id=outcome.job_id)))
         self.refresh(then=lambda: self.job_finished.emit(outcome))
 
     def queue_tonight(self) -> None:
@@ -1175,7 +751,7 @@ class QtTuningSection(QWidget):
         dataset_file = task.dataset_file if task.dataset_file and Path(task.dataset_file).exists() else None
         train = {"max_steps": self.train_steps} if self.train_steps is not None else {}
 
-        def queue() -> dict[str, Any]:
+        def queue() -> Job:
             from engine.tuning import jobs
             from engine.tuning.pipeline import TuneRequest
 
@@ -1188,7 +764,7 @@ class QtTuningSection(QWidget):
             request.check()
             return jobs.create(thread_store(), jobs.KIND_TUNE, request.as_args())
 
-        def queued(job: dict[str, Any]) -> None:
+        def queued(job: Job) -> None:
             if self.state is not None and self.state.window_open and self.run_due_timer.isActive():
                 minutes = max(1, self.run_due_timer.interval() // 60_000)
                 when = f"the window is open, so it starts at the app's next check (within {minutes} minutes)"
@@ -1196,7 +772,7 @@ class QtTuningSection(QWidget):
                 when = f"it runs when the window opens, {self.state.next_window:%A %H:%M}"
             else:
                 when = "it runs in the nightly window"
-            self.context.notify_info(f"Job #{job['id']} for task #{task.id} is queued; {when}.")
+            self.context.notify_info(f"Job #{job.id} for task #{task.id} is queued; {when}.")
             self.refresh()
 
         run_in_background(queue, queued, self.context.notify_error)
@@ -1238,7 +814,7 @@ class QtTuningSection(QWidget):
             return
         force = False
         if not adapter.gate_passed:
-            _verdict, reasons = _gate_verdict(adapter)
+            reasons = adapter.evaluation.reasons
             answer = QMessageBox.question(
                 self,
                 f"Promote adapter #{adapter.id} anyway?",
@@ -1321,27 +897,10 @@ class QtTuningSection(QWidget):
     def shut_down(self) -> None:
         """The window is closing: stop a running job (recorded as cancelled; Tune now continues it)."""
         self.run_due_timer.stop()
-        worker = self.worker
-        if worker is None:
-            return
-        worker.stop_requested = True
-        # Until the worker has taken its job, SIGTERM would leave the job queued for the night.
-        waited = QElapsedTimer()
-        waited.start()
-        while worker.job_id is None and worker.running() and waited.elapsed() < SHUTDOWN_WAIT_MS:
-            worker.process.waitForReadyRead(500)
-        worker.process.terminate()
-        if not worker.process.waitForFinished(SHUTDOWN_WAIT_MS):
-            worker.process.kill()
-            worker.process.waitForFinished(3000)
+        if self.worker is not None:
+            self.worker.stop_and_wait(SHUTDOWN_WAIT_MS)
 
 
 def _local_time(utc_text: str) -> str:
     """A stored UTC time as the user's clock shows it."""
     return f"{datetime.fromisoformat(utc_text).astimezone():%Y-%m-%d %H:%M}"
-
-
-def _seconds(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min"
