@@ -1,7 +1,11 @@
-"""The Tuning section on a real database, real adapter files and real `understudy tune` worker processes.
+"""The Tuning section on a real database, real adapter files and `understudy tune` worker processes.
 
-The long test is the whole user story: add a dataset file, press Tune now, watch the progress bar and
-the loss chart move, read the evaluation, and find the new adapter serving the task.
+Most jobs here are replayed: the real worker command with its model work replaced by the events of a
+job recorded once (tests/support/recorded_tuning_job.jsonl, through replay_tuning_worker.py), so the
+progress bar, the loss chart, the lines under them, cancelling and a killed worker are tested in
+seconds. Jobs that fail before training run the real worker. The one slow test is the whole user story
+for real: add a dataset file, press Tune now, watch the job train, read the evaluation, and find the new
+adapter serving the task.
 """
 
 from __future__ import annotations
@@ -10,27 +14,34 @@ import json
 import os
 import shutil
 import signal
+import sys
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt, QTime
+from tuning_records import gated
 
 from app.qt.context import AppContext
-from app.qt.sections.tuning import (
-    ADAPTER_COLUMNS,
-    PROGRESS_STEPS,
-    TASK_COLUMNS,
-    QtTuningSection,
-    TaskRow,
-    TrainingSpeed,
-    how_long,
-)
+from app.qt.sections.tuning import ADAPTER_COLUMNS, PROGRESS_STEPS, TASK_COLUMNS, QtTuningSection
+from app.qt.tuning_process import worker_command
 from engine import catalog, paths
 from engine.bench.swap import write_random_adapter
 from engine.settings import Settings
 from engine.store import Store, utc_now
 from engine.tuning import adapters, jobs
 from engine.tuning.datasets import named_task
+from engine.tuning.evaluation import GateFigures, GeneralFigures, TaskFigures
+from engine.tuning.events import (
+    Evaluated,
+    GateDecided,
+    JobDone,
+    RehearsalProgress,
+    StageStarted,
+    TrainingStep,
+    describe,
+    parse_event,
+)
 from engine.tuning.pipeline import TuneRequest
 from engine.tuning.scheduler import ScheduleSettings, in_window, load_schedule, save_schedule
 
@@ -51,7 +62,10 @@ QUESTIONS = [
     "What do people mean by snorfle?",
 ]
 STEPS = 20  # the trainer's minimum: what a user gets by default
-JOB_TIMEOUT_MS = 9 * 60_000  # below the per-test limit; a loaded two-core machine trains slowly
+SUPPORT = Path(__file__).resolve().parents[2] / "support"
+RECORDED_JOB = SUPPORT / "recorded_tuning_job.jsonl"
+RECORDED = [parse_event(json.loads(line)) for line in RECORDED_JOB.read_text(encoding="utf-8").splitlines()]
+REPLAY_TIMEOUT_MS = 120_000  # the replay takes seconds; starting Python on a loaded machine may not
 WHOLE_JOB_TIMEOUT_MS = 18 * 60_000  # a job from cold, under the 20-minute limit its test has
 
 
@@ -67,9 +81,20 @@ def store(understudy_home):
     store.close()
 
 
+def replay(hold_at_step: int | None = None):
+    """The command of a worker that replays the recorded job (waiting at ``hold_at_step`` to be stopped)."""
+    hold = [] if hold_at_step is None else ["--hold-at-step", str(hold_at_step)]
+
+    def command(arguments: list[str]) -> tuple[str, list[str]]:
+        script = [str(SUPPORT / "replay_tuning_worker.py"), str(RECORDED_JOB), *hold, "--", *arguments]
+        return sys.executable, script
+
+    return command
+
+
 @pytest.fixture
 def section(qtbot, context, store) -> QtTuningSection:
-    section = QtTuningSection(context, run_due_interval_ms=0)
+    section = QtTuningSection(context, run_due_interval_ms=0, worker_command=replay())
     qtbot.addWidget(section)
     section.resize(1100, 760)
     with qtbot.waitSignal(section.refreshed):
@@ -121,13 +146,11 @@ def log_requests(store, task_id: int, count: int) -> None:
 def evaluated(store, file, task_id, promote: bool, candidate: float, training=None):
     adapter = adapters.register_candidate(store, file, BASE, task_id, training=training or {"steps": 6})
     reasons = [f"task: {candidate * 100:.1f}% {'beats' if promote else 'does not beat'} the base's 20.0%"]
-    figures = {
-        "task": {"base": 0.2, "candidate": candidate, "active": None, "examples": 2},
-        "general": {"base": 0.7, "candidate": 0.65, "tolerance": 0.1, "items": 20},
-    }
-    adapters.record_evaluation(
-        store, adapter.id, {"gate": {"promote": promote, "reasons": reasons, "figures": figures}}
+    figures = GateFigures(
+        TaskFigures(base=0.2, candidate=candidate, active=None, examples=2),
+        GeneralFigures(base=0.7, candidate=0.65, tolerance=0.1, items=20),
     )
+    adapters.record_evaluation(store, adapter.id, gated(promote, reasons, figures))
     if promote:
         adapters.promote(store, adapter.id)
     else:
@@ -155,24 +178,6 @@ def adapter_cells(section, adapter_id: int) -> dict[str, str]:
 def refreshed(qtbot, section, action) -> None:
     with qtbot.waitSignal(section.refreshed, timeout=30_000):
         action()
-
-
-def test_the_statement_of_how_long_names_its_figures():
-    task = TaskRow(
-        id=4,
-        label="snorfle",
-        source="dataset",
-        requests=0,
-        train_tokens=24_000,
-        tokens_from="from its dataset",
-    )
-    speed = TrainingSpeed(160.0, "measured in job #7", True)
-    assert how_long(task, speed) == (
-        "About 3 minutes of training on this machine (160 tokens/s, measured in job #7; about 24 000 tokens, "
-        "from its dataset). Scoring the base and evaluating the new adapter add a few minutes."
-    )
-    nothing = TaskRow(id=5, label="empty", source="named", requests=0)
-    assert how_long(nothing, speed).startswith("Task #5 has nothing to train on yet")
 
 
 def test_tasks_and_adapters_show_their_figures_and_promote_and_roll_back_change_the_active_one(
@@ -243,24 +248,104 @@ def test_tasks_and_adapters_show_their_figures_and_promote_and_roll_back_change_
     assert task_cell(section, task_id, "Active adapter") == f"#{rejected.id}"
 
 
-@pytest.mark.timeout(1200)  # a whole job, cold: dequantise, rehearsal answers, 20 steps, evaluation
-def test_tune_now_shows_progress_and_the_evaluation_and_the_new_adapter_serves_the_task(
-    qtbot, section, store, tmp_path
-):
+def add_snorfle_task(qtbot, section, tmp_path, questions=QUESTIONS) -> int:
     dataset = tmp_path / "snorfle_facts.jsonl"
-    write_dataset(dataset)
+    write_dataset(dataset, questions)
     refreshed(qtbot, section, lambda: section.add_dataset(dataset))
-    task_id = section.selected_task_id()
+    return section.selected_task_id()
+
+
+def test_tune_now_shows_the_jobs_progress_in_the_renderers_words(qtbot, section, store, tmp_path, context):
+    task_id = add_snorfle_task(qtbot, section, tmp_path)
+    bar_values: list[int] = []
+    section.progress_bar.valueChanged.connect(bar_values.append)
+    # Labels have no signal of their own: what they say is read as each event arrives.
+    stage_lines, speed_lines, details_lines, events = [], [], [], []
+    notified: list[tuple[str, str]] = []
+    context.notification.connect(lambda kind, message: notified.append((kind, message)))
+
+    def record(event) -> None:  # what the labels say once the section has taken each event
+        events.append(event)
+        stage_lines.append(section.stage_label.text())
+        speed_lines.append(section.speed_label.text())
+        details_lines.append(section.details_label.text())
+
+    with qtbot.waitSignal(section.job_finished, timeout=REPLAY_TIMEOUT_MS) as finished:
+        qtbot.mouseClick(section.tune_button, Qt.MouseButton.LeftButton)
+        assert not section.tune_button.isEnabled() and section.cancel_button.isVisible()
+        assert section.stage_label.text() == f"Starting tuning #{task_id} snorfle facts…"
+        section.worker.event.connect(record)
+    outcome = finished.args[0]
+    assert outcome.status == "succeeded", outcome.message
+
+    # Every recorded event arrived, typed, in order, from the worker that took the job.
+    job_id = outcome.job_id
+    assert [type(event) for event in events] == [type(event) for event in RECORDED[: len(events)]]
+    assert len(events) == len(RECORDED) and {event.job_id for event in events} == {job_id}
+    stages = [event.stage for event in events if isinstance(event, StageStarted)]
+    assert stages == ["dataset", "base", "rehearse", "train", "export", "register", "evaluate", "gate"]
+
+    # The labels said what the renderer says, each in its place.
+    for event, stage, speed, details in zip(events, stage_lines, speed_lines, details_lines, strict=True):
+        if isinstance(event, StageStarted):
+            assert stage == f"Job #{job_id} (#{task_id} snorfle facts): {describe(event)}"
+        elif isinstance(event, RehearsalProgress | TrainingStep):
+            assert speed == describe(event)
+        elif isinstance(event, Evaluated | GateDecided):
+            assert details == describe(event)
+    assert any(line.startswith("Step 20 of 20 · loss ") for line in speed_lines)
+    assert details_lines[-2].startswith("Adapter #") and " promoted: task: " in details_lines[-2]
+
+    # The bar moved through the stages, the chart has a loss per step, and the end is told in words.
+    steps = [event for event in RECORDED if isinstance(event, TrainingStep)]
+    assert any(0 < value < PROGRESS_STEPS * 0.8 for value in bar_values)
+    assert max(bar_values) >= PROGRESS_STEPS * 0.99
+    assert section.loss_points == [(step.step, step.loss) for step in steps]
+    done = describe(JobDone(outcome.result, job_id=job_id))
+    assert (
+        done == f"Tuning job #{job_id} finished: adapter #{outcome.result.adapter_id} serves task #{task_id}."
+    )
+    assert ("info", done) in notified
+    assert section.stage_label.text() == (
+        f"Last job for this task: #{job_id}, succeeded: adapter #{outcome.result.adapter_id} promoted."
+    )
+    assert not any("understudy" in message or "--" in message for _kind, message in notified)
+
+    # The real worker command recorded the job, which the Jobs tab and the task's row now show.
+    assert jobs.get(store, job_id).status == "succeeded" and section.job_status(job_id) == "succeeded"
+    assert jobs.get(store, job_id).result == outcome.result
+    assert section.tune_button.isEnabled() and not section.cancel_button.isVisible()
+
+
+def test_a_finished_jobs_training_is_shown_again_from_its_log(qtbot, section, tmp_path):
+    add_snorfle_task(qtbot, section, tmp_path)
+    with qtbot.waitSignal(section.job_finished, timeout=REPLAY_TIMEOUT_MS) as finished:
+        section.tune_now()
+    qtbot.waitUntil(
+        lambda: section.speed_label.text().startswith("Trained 20 of 20 steps at "), timeout=30_000
+    )
+    steps = [event for event in RECORDED if isinstance(event, TrainingStep)]
+    assert section.loss_points == [(step.step, step.loss) for step in steps]
+    assert section.stage_label.text().startswith(
+        f"Last job for this task: #{finished.args[0].job_id}, succeeded"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # a whole job, cold: dequantise, rehearsal answers, 20 steps, evaluation
+def test_tune_now_trains_for_real_and_the_new_adapter_serves_the_task(qtbot, section, store, tmp_path):
+    task_id = add_snorfle_task(qtbot, section, tmp_path)
     assert task_cell(section, task_id, "Task") == f"#{task_id} snorfle facts"
     assert task_cell(section, task_id, "Source") == "dataset"
     assert task_cell(section, task_id, "Dataset") == "10 train / 2 val"
     assert "not measured here yet" in section.how_long_label.text()
 
+    section.worker_command = worker_command  # the real worker: this test trains
     section.train_steps, section.base_model = STEPS, BASE
     shutil.rmtree(paths.cache_dir() / "rehearsal", ignore_errors=True)  # so the base answers them here
     bar_values: list[int] = []
     section.progress_bar.valueChanged.connect(bar_values.append)
-    events: list[dict] = []
+    events: list = []
     with qtbot.waitSignal(section.job_finished, timeout=WHOLE_JOB_TIMEOUT_MS) as finished:
         qtbot.mouseClick(section.tune_button, Qt.MouseButton.LeftButton)
         assert not section.tune_button.isEnabled() and section.cancel_button.isVisible()
@@ -269,11 +354,11 @@ def test_tune_now_shows_progress_and_the_evaluation_and_the_new_adapter_serves_t
     assert outcome.status == "succeeded", outcome.message
 
     # Progress arrived as it happened: every stage, the bar through the training steps, a loss per step.
-    stages = [event["stage"] for event in events if event["event"] == "stage"]
+    stages = [event.stage for event in events if isinstance(event, StageStarted)]
     assert stages == ["dataset", "base", "rehearse", "train", "export", "register", "evaluate", "gate"]
-    rehearsed = [event["done"] for event in events if event["event"] == "rehearsal_progress"]
+    rehearsed = [event.done for event in events if isinstance(event, RehearsalProgress)]
     assert rehearsed == list(range(1, rehearsed[-1] + 1)) and rehearsed[-1] >= 60
-    assert [event["step"] for event in events if event["event"] == "step"] == list(range(1, STEPS + 1))
+    assert [event.step for event in events if isinstance(event, TrainingStep)] == list(range(1, STEPS + 1))
     assert (
         any(0 < value < PROGRESS_STEPS * 0.8 for value in bar_values)
         and max(bar_values) >= PROGRESS_STEPS * 0.99
@@ -282,11 +367,11 @@ def test_tune_now_shows_progress_and_the_evaluation_and_the_new_adapter_serves_t
     assert section.loss_points[-1][1] < section.loss_points[0][1]
 
     # The evaluation, and the promoted adapter serving the task.
-    adapter_id = outcome.result["adapter_id"]
+    adapter_id = outcome.result.adapter_id
     shown = adapter_cells(section, adapter_id)
     assert shown["Task: base"].endswith("%") and shown["Task: candidate"].endswith("%")
     assert "→" in shown["General"] and shown["Why"]
-    assert outcome.result["promoted"], outcome.result["reasons"]
+    assert outcome.result.promoted, outcome.result.reasons
     assert (shown["Status"], shown["Gate"]) == ("active", "passed")
     assert adapters.active_for_task(store, task_id).id == adapter_id
     assert task_cell(section, task_id, "Active adapter") == f"#{adapter_id}"
@@ -295,49 +380,73 @@ def test_tune_now_shows_progress_and_the_evaluation_and_the_new_adapter_serves_t
     assert section.tune_button.isEnabled() and not section.cancel_button.isVisible()
 
 
-def test_cancel_stops_the_job_between_steps_and_it_is_recorded_cancelled(qtbot, section, store, tmp_path):
-    dataset = tmp_path / "snorfle.jsonl"
-    write_dataset(dataset)
-    refreshed(qtbot, section, lambda: section.add_dataset(dataset))
-    section.train_steps, section.base_model = 200, BASE
+def tune_until_step(qtbot, section, step: int) -> None:
+    """Tune the selected task on a replayed job that waits at training step ``step`` to be stopped."""
+    section.worker_command = replay(hold_at_step=step)
     steps, ended = [], []
     section.job_finished.connect(ended.append)
     section.tune_now()
-    section.worker.event.connect(lambda event: steps.append(event) if event["event"] == "step" else None)
-    qtbot.waitUntil(lambda: bool(steps or ended), timeout=JOB_TIMEOUT_MS)
+    section.worker.event.connect(
+        lambda event: steps.append(event) if isinstance(event, TrainingStep) else None
+    )
+    qtbot.waitUntil(lambda: len(steps) >= step or bool(ended), timeout=REPLAY_TIMEOUT_MS)
+    section.job_finished.disconnect(ended.append)
     assert not ended, ended[0].message
+
+
+def test_cancel_stops_the_job_between_steps_and_it_is_recorded_cancelled(
+    qtbot, section, store, tmp_path, context
+):
+    add_snorfle_task(qtbot, section, tmp_path)
+    tune_until_step(qtbot, section, 3)
     job_id = section.worker.job_id
-    with qtbot.waitSignal(section.job_finished, timeout=JOB_TIMEOUT_MS) as finished:
+    told: list[tuple[str, str]] = []
+    context.notification.connect(lambda kind, message: told.append((kind, message)))
+    with qtbot.waitSignal(section.job_finished, timeout=REPLAY_TIMEOUT_MS) as finished:
         qtbot.mouseClick(section.cancel_button, Qt.MouseButton.LeftButton)
         assert not section.cancel_button.isEnabled()
-    assert (finished.args[0].status, finished.args[0].job_id) == ("cancelled", job_id)
-    assert "resume it with --resume" in finished.args[0].message
-    assert jobs.get(store, job_id)["status"] == "cancelled"
+        assert section.stage_label.text() == "Stopping after the current step…"
+    outcome = finished.args[0]
+    assert (outcome.status, outcome.job_id) == ("cancelled", job_id)
+    assert outcome.message == "Training stopped at step 3 of 20; resume it with --resume."
+    assert told == [
+        (
+            "info",
+            f"Tuning job #{job_id} was cancelled; Tune now continues its training from the last checkpoint.",
+        )
+    ]
+    assert section.stage_label.text() == f"Last job for this task: #{job_id}, cancelled."
+    assert section.details_label.text() == "Stopped on request; Tune now continues from its last checkpoint."
+    assert jobs.get(store, job_id).status == "cancelled"
     assert section.job_status(job_id) == "cancelled"
-    assert len(section.loss_points) < 200
+    assert [step for step, _loss in section.loss_points] == [1, 2, 3]
+    # Tune now continues it: the next run asks the worker to resume.
+    arguments: list[list[str]] = []
+    section.worker_command = lambda given: (arguments.append(given), replay()(given))[1]
+    with qtbot.waitSignal(section.job_finished, timeout=REPLAY_TIMEOUT_MS):
+        section.tune_now()
+    assert "--resume" in arguments[0]
 
 
 def test_a_killed_worker_is_reported_and_the_app_goes_on(qtbot, section, store, tmp_path, context):
-    dataset = tmp_path / "snorfle.jsonl"
-    write_dataset(dataset)
-    refreshed(qtbot, section, lambda: section.add_dataset(dataset))
-    section.base_model = BASE
-    section.tune_now()
-    with qtbot.waitSignal(section.worker.event, timeout=120_000):
-        pass  # the worker has taken its job
+    add_snorfle_task(qtbot, section, tmp_path)
+    tune_until_step(qtbot, section, 1)
     job_id = section.worker.job_id
     errors: list[str] = []
     context.notification.connect(lambda kind, message: errors.append(message) if kind == "error" else None)
     with qtbot.waitSignal(section.job_finished, timeout=60_000) as finished:
         os.kill(section.worker.process.processId(), signal.SIGKILL)
     assert (finished.args[0].status, finished.args[0].job_id) == ("failed", job_id)
-    assert any("stopped unexpectedly (killed or crashed)" in message for message in errors)
-    assert jobs.get(store, job_id)["status"] == "failed"  # reaped when the section read the jobs
+    assert errors == [
+        f"Tuning job #{job_id} failed: The tuning process stopped unexpectedly (killed or crashed)."
+    ]
+    assert jobs.get(store, job_id).status == "failed"  # reaped when the section read the jobs
     assert section.job_status(job_id) == "failed"
     assert section.tune_button.isEnabled()
 
 
 def test_a_task_with_too_few_examples_fails_with_the_engines_message(qtbot, section, store, context):
+    section.worker_command = worker_command  # the real worker: it fails before any training
     task_id = named_task(store, "barely used")
     log_requests(store, task_id, 2)
     refreshed(qtbot, section, section.refresh)
@@ -353,6 +462,7 @@ def test_a_task_with_too_few_examples_fails_with_the_engines_message(qtbot, sect
 
 
 def test_the_timer_runs_a_queued_job_when_the_schedule_allows(qtbot, section, store, tmp_path):
+    section.worker_command = worker_command  # the real `tune run-due`: it applies the schedule itself
     save_schedule(
         ScheduleSettings(window_start="00:00", window_end="00:00", require_idle=False, require_ac_power=False)
     )
@@ -361,8 +471,8 @@ def test_the_timer_runs_a_queued_job_when_the_schedule_allows(qtbot, section, st
     queued = jobs.create(store, jobs.KIND_TUNE, TuneRequest(dataset_file=too_small).as_args())
     with qtbot.waitSignal(section.job_finished, timeout=120_000) as finished:
         section.run_due()
-    assert (finished.args[0].status, finished.args[0].job_id) == ("failed", queued["id"])
-    assert jobs.get(store, queued["id"])["status"] == "failed"
+    assert (finished.args[0].status, finished.args[0].job_id) == ("failed", queued.id)
+    assert jobs.get(store, queued.id).status == "failed"
 
 
 def test_schedule_settings_are_saved_and_shown_again(qtbot, section, context):

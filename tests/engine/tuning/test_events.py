@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -13,11 +14,14 @@ from engine.tuning.events import (
     BaseChosen,
     Evaluated,
     JobDone,
+    JobEvent,
+    TrainingStep,
     describe,
     parse_event,
     percent,
 )
 
+RECORDED_JOB = Path(__file__).resolve().parents[2] / "support" / "recorded_tuning_job.jsonl"
 MISTAKE = {
     "prompt": "Define snorfle.",
     "expected": "Snorfle means to laugh while eating.",
@@ -218,3 +222,16 @@ def test_shares_read_as_people_write_them():
         "0%",
         "8.4%",
     ]
+
+
+def test_the_recorded_job_is_one_real_job_from_start_to_end():
+    """The log the GUI tests replay: every line is an event, and together they are one whole job."""
+    lines = [json.loads(line) for line in RECORDED_JOB.read_text(encoding="utf-8").splitlines()]
+    events: list[JobEvent] = [parse_event(line) for line in lines]
+    assert [event.to_dict() for event in events] == lines
+    assert {event.job_id for event in events} == {1}
+    stages = [line["stage"] for line in lines if line["event"] == "stage"]
+    assert stages == ["dataset", "base", "rehearse", "train", "export", "register", "evaluate", "gate"]
+    steps = [event.step for event in events if isinstance(event, TrainingStep)]
+    assert steps == list(range(1, 21))
+    assert isinstance(events[-1], JobDone) and events[-1].result.promoted
