@@ -31,9 +31,15 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically."""
+    """Replace ``path`` with ``data`` atomically.
+
+    The partial file is created new (``O_EXCL``), so a link planted at its name is never followed: the
+    note tool writes into folders other programs can write to as well.
+    """
     with publishing(path) as partial:
-        partial.write_bytes(data)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        with os.fdopen(os.open(partial, flags, 0o666), "wb") as file:
+            file.write(data)
 
 
 @contextlib.contextmanager

@@ -7,10 +7,10 @@ atomic so a crash never leaves half a note behind.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
+from engine import files
 from engine.tools import Risk, ToolContext, ToolError, ToolResult
 from engine.tools.builtin.base import BuiltinTool, object_schema
 from engine.tools.builtin.security import granted_roots, resolve_inside_grants
@@ -61,23 +61,7 @@ class WriteNoteTool(BuiltinTool):
         data = arguments["text"].encode("utf-8")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(target, data)
+            files.write_bytes(target, data)
         except OSError as error:
             raise ToolError(f"could not write {target}: {error.strerror}") from None
         return ToolResult(f"wrote {len(data):,} bytes to {target}", {"path": str(target), "bytes": len(data)})
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    """Write beside the target and rename over it, so a crash never leaves a half-written file."""
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    # O_EXCL: never follow a symlink planted at the temporary name.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
