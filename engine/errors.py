@@ -59,3 +59,31 @@ class DiscoveryError(UnderstudyError):
 
 class LogImportError(UnderstudyError):
     """A chat log to import is unreadable or malformed; nothing was imported."""
+
+
+class SettingsError(ConfigError):
+    """settings.json holds something that is not a valid setting."""
+
+
+class PolicyError(ConfigError):
+    """tools.json is damaged or a grant is not a folder."""
+
+
+class ToolError(UnderstudyError):
+    """A tool was called wrongly or failed; the message says what to fix."""
+
+
+class McpError(UnderstudyError):
+    """mcp.json is damaged, a server is not approved, or a server failed to answer."""
+
+
+class RedactionError(UnderstudyError):
+    """Detection failed, so the text must not leave the machine."""
+
+
+class EscalationError(UnderstudyError):
+    """A cloud call was refused (no consent, local-only) or failed; nothing was lost."""
+
+
+class KeyringError(UnderstudyError):
+    """No secure keychain to hold an API key."""

@@ -20,7 +20,7 @@ from pydantic import dataclasses as pydantic_dataclasses
 
 from engine import paths
 from engine.config import ConfigModel, edit_config, load_config, save_config
-from engine.errors import UnderstudyError
+from engine.errors import EscalationError, KeyringError, UnderstudyError
 from engine.store import ModelCallRecord, Store, TurnRecord, utc_now
 
 KEYRING_SERVICE = "understudy"
@@ -41,14 +41,6 @@ PRESETS: dict[str, tuple[str, str]] = {
     "ollama": ("http://127.0.0.1:11434/v1", "llama3.2"),
     "lmstudio": ("http://127.0.0.1:1234/v1", "local-model"),
 }
-
-
-class EscalationError(UnderstudyError):
-    """A cloud call was refused (no consent, local-only) or failed; nothing was lost."""
-
-
-class KeyringError(UnderstudyError):
-    """No secure keychain to hold an API key."""
 
 
 # A dataclass, validated by pydantic: callers build providers positionally and read them with asdict.

@@ -27,17 +27,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from engine.errors import UnderstudyError
+from engine.errors import RedactionError
 
 TYPES = ("EMAIL", "PHONE", "CARD", "IBAN", "IP", "URL_CREDENTIALS", "SECRET", "POSTCODE", "DOB", "NAME")
 
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
-
-
-class RedactionError(UnderstudyError):
-    """Detection failed, so the text must not leave the machine."""
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,10 @@ from pydantic import ConfigDict, Field
 from engine import paths
 from engine.backends import GenerationOptions, LoadOptions
 from engine.config import ConfigModel, load_config, save_config, update_config
-from engine.errors import ConfigError
+from engine.errors import ConfigError, SettingsError
 
 Theme = Literal["system", "light", "dark"]
 THEMES: tuple[str, ...] = ("system", "light", "dark")
-
-
-class SettingsError(ConfigError):
-    """settings.json holds something that is not a valid setting."""
 
 
 class Settings(ConfigModel):

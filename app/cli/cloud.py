@@ -29,7 +29,8 @@ def cloud_add(
     name: str, base_url: str | None, model: str | None, price_in: float | None, price_out: float | None
 ) -> None:
     """Add (or replace) provider NAME; presets: openai, openrouter, mistral, groq, together, ollama."""
-    from engine.escalation import PRESETS, EscalationError, Provider, edit_cloud_config
+    from engine.errors import EscalationError
+    from engine.escalation import PRESETS, Provider, edit_cloud_config
 
     preset_url, preset_model = PRESETS.get(name, (None, None))
     base_url, model = base_url or preset_url, model or preset_model

@@ -71,7 +71,8 @@ def mcp_list(as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Approve without asking (you checked the command line).")
 def mcp_approve(name: str, yes: bool) -> None:
     """Approve NAME's exact command line, then start it once to list and cache its tools."""
-    from engine.tools.mcp import McpError, approve_server, command_line, configured_server
+    from engine.errors import McpError
+    from engine.tools.mcp import approve_server, command_line, configured_server
 
     server = configured_server(name)
     click.echo(f"'{name}' will run exactly this command line, with your user's rights:")

@@ -45,7 +45,8 @@ def tools_list(as_json: bool) -> None:
 @click.argument("arguments_json")
 def tools_call(name: str, arguments_json: str) -> None:
     """Run tool NAME with ARGUMENTS_JSON through the same policy the model's calls go through."""
-    from engine.tools import ToolError, registered_tools
+    from engine.errors import ToolError
+    from engine.tools import registered_tools
     from engine.tools.calling import parse_choice
     from engine.tools.policy import load_policy
 
@@ -94,7 +95,8 @@ def tools_deny(name: str) -> None:
 
 
 def _set_tool_rule(name: str, allow: bool) -> None:
-    from engine.tools import ToolError, registered_tools
+    from engine.errors import ToolError
+    from engine.tools import registered_tools
     from engine.tools.policy import edit_policy
 
     if name not in registered_tools():

@@ -27,10 +27,10 @@ from typing import Any
 
 from engine import backends, catalog
 from engine.backends import Backend, Completion, Message, drain
-from engine.errors import UnderstudyError
+from engine.errors import ToolError, UnderstudyError
 from engine.eval_sets import read_jsonl
 from engine.paths import shipped_file
-from engine.tools import Tool, ToolContext, ToolError, registered_tools
+from engine.tools import Tool, ToolContext, registered_tools
 from engine.tools.builtin.units import convert_units
 from engine.tools.calling import (
     CHOICE_OPTIONS,

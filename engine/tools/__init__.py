@@ -9,16 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from engine.errors import UnderstudyError
+from engine.errors import ToolError
 
 Risk = Literal["read", "write", "network", "exec"]
 RISKS: tuple[str, ...] = ("read", "write", "network", "exec")
 DEFAULT_TIMEOUT_S = 20.0
 OUTPUT_LIMIT_CHARS = 8000
-
-
-class ToolError(UnderstudyError):
-    """A tool was called wrongly or failed; the message says what to fix."""
 
 
 @dataclass(frozen=True)

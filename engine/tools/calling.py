@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.backends import Backend, GenerationOptions, Message
-from engine.errors import UnderstudyError
+from engine.errors import ToolError, UnderstudyError
 from engine.store import ModelCallRecord, ToolCallRecord
-from engine.tools import OUTPUT_LIMIT_CHARS, Tool, ToolError
+from engine.tools import OUTPUT_LIMIT_CHARS, Tool
 from engine.tools.policy import Approver, ToolPolicy
 
 NO_TOOL = "none"

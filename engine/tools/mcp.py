@@ -27,9 +27,9 @@ from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 from engine import config as config_file
 from engine import paths
 from engine.config import ConfigModel
-from engine.errors import UnderstudyError
+from engine.errors import McpError, ToolError, UnderstudyError
 from engine.hookspecs import hookimpl
-from engine.tools import DEFAULT_TIMEOUT_S, Risk, ToolContext, ToolError, ToolResult
+from engine.tools import DEFAULT_TIMEOUT_S, Risk, ToolContext, ToolResult
 
 if TYPE_CHECKING:
     from mcp import ClientSession
@@ -39,10 +39,6 @@ SERVER_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 _UNSAFE_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9_]")
 
 T = TypeVar("T")
-
-
-class McpError(UnderstudyError):
-    """mcp.json is damaged, a server is not approved, or a server failed to answer."""
 
 
 def _checked_name(name: str) -> str:

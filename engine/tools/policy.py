@@ -19,14 +19,10 @@ from pydantic import Field, field_serializer
 
 from engine import paths
 from engine.config import ConfigModel, edit_config, load_config
-from engine.errors import ConfigError
+from engine.errors import ConfigError, PolicyError
 from engine.tools import Tool, ToolContext
 
 Answer = Literal["once", "always", "deny"]
-
-
-class PolicyError(ConfigError):
-    """tools.json is damaged or a grant is not a folder."""
 
 
 @dataclass(frozen=True)

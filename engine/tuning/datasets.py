@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from engine import files, paths
-from engine.errors import TuningError
-from engine.redact import RedactionError, redact_many
+from engine.errors import RedactionError, TuningError
+from engine.redact import redact_many
 from engine.store import Store, utc_now
 
 MIN_EXAMPLES = 10

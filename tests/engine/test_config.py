@@ -9,9 +9,9 @@ import pytest
 
 from engine import catalog
 from engine.config import save_config
-from engine.errors import ConfigError, UnderstudyError
+from engine.errors import ConfigError, SettingsError, UnderstudyError
 from engine.escalation import CloudConfig, Provider, cloud_config_path, load_cloud_config
-from engine.settings import Settings, SettingsError, load_settings, settings_path, update_settings
+from engine.settings import Settings, load_settings, settings_path, update_settings
 from engine.tools import mcp
 from engine.tools.policy import ToolPolicy, load_policy, policy_path
 from engine.tuning import scheduler

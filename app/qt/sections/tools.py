@@ -172,7 +172,8 @@ class QtToolsSection(QWidget):
         """Store a server from a typed command line; nothing runs until it is approved."""
 
         def save() -> None:
-            from engine.tools.mcp import McpError, add_server
+            from engine.errors import McpError
+            from engine.tools.mcp import add_server
 
             try:
                 words = shlex.split(command_text)
@@ -255,7 +256,8 @@ class QtToolsSection(QWidget):
         """Approve ``name`` as the user saw it: if its command line changed since, nothing runs."""
 
         def approve() -> int:
-            from engine.tools.mcp import McpError, approve_server, command_line, configured_server
+            from engine.errors import McpError
+            from engine.tools.mcp import approve_server, command_line, configured_server
 
             server = configured_server(name)
             if command_line(server) != shown_command_line:

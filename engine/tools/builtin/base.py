@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.tools import DEFAULT_TIMEOUT_S, OUTPUT_LIMIT_CHARS, Risk, ToolContext, ToolError, ToolResult
+from engine.errors import ToolError
+from engine.tools import DEFAULT_TIMEOUT_S, OUTPUT_LIMIT_CHARS, Risk, ToolContext, ToolResult
 
 
 class BuiltinTool:

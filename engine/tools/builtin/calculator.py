@@ -13,7 +13,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from engine.tools import Risk, ToolContext, ToolError, ToolResult
+from engine.errors import ToolError
+from engine.tools import Risk, ToolContext, ToolResult
 from engine.tools.builtin.base import BuiltinTool, format_number, object_schema
 
 CALCULATOR_MAX_CHARS = 300

@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.tools import Risk, ToolContext, ToolError, ToolResult
+from engine.errors import ToolError
+from engine.tools import Risk, ToolContext, ToolResult
 from engine.tools.builtin.base import BuiltinTool, object_schema
 
 

@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engine.tools import Risk, ToolContext, ToolError, ToolResult
+from engine.errors import ToolError
+from engine.tools import Risk, ToolContext, ToolResult
 from engine.tools.builtin.base import BuiltinTool, object_schema, truncate
 from engine.tools.builtin.security import granted_roots, is_inside, resolve_inside_grants
 

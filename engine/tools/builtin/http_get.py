@@ -11,7 +11,8 @@ import functools
 import time
 from typing import Any
 
-from engine.tools import Risk, ToolContext, ToolError, ToolResult
+from engine.errors import ToolError
+from engine.tools import Risk, ToolContext, ToolResult
 from engine.tools.builtin.base import BuiltinTool, object_schema, truncate
 from engine.tools.builtin.security import check_url
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from engine import files
-from engine.tools import Risk, ToolContext, ToolError, ToolResult
+from engine.errors import ToolError
+from engine.tools import Risk, ToolContext, ToolResult
 from engine.tools.builtin.base import BuiltinTool, object_schema
 from engine.tools.builtin.security import granted_roots, resolve_inside_grants
 

@@ -11,7 +11,8 @@ import os
 import re
 from pathlib import Path
 
-from engine.tools import ToolContext, ToolError
+from engine.errors import ToolError
+from engine.tools import ToolContext
 
 # --- Paths -------------------------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from engine.tools import OUTPUT_LIMIT_CHARS, Risk, ToolContext, ToolError, ToolResult
+from engine.errors import ToolError
+from engine.tools import OUTPUT_LIMIT_CHARS, Risk, ToolContext, ToolResult
 from engine.tools.builtin.base import BuiltinTool, object_schema
 from engine.tools.builtin.security import (
     check_command,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tool_sandbox import NO_GRANTS
 
-from engine.tools import ToolError
+from engine.errors import ToolError
 from engine.tools.builtin.calculator import CalculatorTool
 from engine.tools.builtin.units import UnitConvertTool
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from tool_sandbox import CANARY
 
-from engine.tools import OUTPUT_LIMIT_CHARS, ToolError
+from engine.errors import ToolError
+from engine.tools import OUTPUT_LIMIT_CHARS
 from engine.tools.builtin.files import FileReadTool, FileSearchTool
 
 

@@ -8,7 +8,8 @@ import threading
 import pytest
 from tool_sandbox import NO_GRANTS
 
-from engine.tools import OUTPUT_LIMIT_CHARS, ToolError
+from engine.errors import ToolError
+from engine.tools import OUTPUT_LIMIT_CHARS
 from engine.tools.builtin.http_get import HttpGetTool
 
 ROUTES: dict[str, tuple[int, dict[str, str], bytes]] = {

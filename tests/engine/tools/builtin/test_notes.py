@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tool_sandbox import CANARY, snapshot
 
-from engine.tools import ToolError
+from engine.errors import ToolError
 from engine.tools.builtin.notes import WriteNoteTool
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from tool_sandbox import CANARY, NO_GRANTS, snapshot
 
-from engine.tools import ToolContext, ToolError
+from engine.errors import ToolError
+from engine.tools import ToolContext
 from engine.tools.builtin.files import FileReadTool, FileSearchTool
 from engine.tools.builtin.http_get import HttpGetTool
 from engine.tools.builtin.notes import WriteNoteTool

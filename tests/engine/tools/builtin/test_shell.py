@@ -8,7 +8,8 @@ import time
 import psutil
 import pytest
 
-from engine.tools import OUTPUT_LIMIT_CHARS, ToolError
+from engine.errors import ToolError
+from engine.tools import OUTPUT_LIMIT_CHARS
 from engine.tools.builtin.shell import ShellTool
 
 
