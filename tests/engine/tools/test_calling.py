@@ -20,9 +20,10 @@ from engine import plugins
 from engine.agent import Agent
 from engine.backends import GenerationOptions, drain
 from engine.catalog import load_catalog
+from engine.errors import ToolError
 from engine.hookspecs import hookimpl
 from engine.store import Store
-from engine.tools import ToolError, ToolResult, registered_tools
+from engine.tools import ToolResult, registered_tools
 from engine.tools.calling import ToolEvent, ToolUse, choice_schema, parse_choice, use_tools
 from engine.tools.policy import ToolPolicy, grant_folder, load_policy
 

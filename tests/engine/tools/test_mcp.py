@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli.mcp import mcp
-from engine.tools import ToolContext, ToolError, registered_tools
+from engine.errors import McpError, ToolError
+from engine.tools import ToolContext, registered_tools
 from engine.tools.mcp import (
-    McpError,
     add_server,
     approve_server,
     call_tool,
