@@ -11,12 +11,11 @@ import json
 import pytest
 
 from engine.backends import drain
+from engine.errors import EscalationError, KeyringError
 from engine.escalation import (
     CloudConfig,
     Escalation,
-    EscalationError,
     Escalations,
-    KeyringError,
     load_cloud_config,
     save_cloud_config,
     store_key,

@@ -8,10 +8,9 @@ import pytest
 
 from engine import redact as redact_module
 from engine.bench.redact import bench_redact
-from engine.errors import UnderstudyError
+from engine.errors import RedactionError, UnderstudyError
 from engine.redact import (
     Redaction,
-    RedactionError,
     iban_is_valid,
     luhn_is_valid,
     redact,
