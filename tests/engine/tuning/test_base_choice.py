@@ -7,6 +7,7 @@ import pytest
 
 from engine.errors import CatalogError, TuningError
 from engine.tuning.base_choice import candidate_bases, choose_base
+from engine.tuning.events import BaseScored
 
 # Plain questions a chat model answers and a base (pretrained only) model mostly rambles on.
 VALIDATION = [
@@ -33,7 +34,7 @@ def test_the_best_zero_shot_model_is_chosen_and_every_score_recorded(model_catal
     assert choice.how == "best zero-shot score"
     recorded = choice.as_dict()
     assert recorded["scores"] == {model_id: score.score for model_id, score in choice.scores.items()}
-    assert {e["model_id"] for e in events if e["event"] == "base_score"} == set(choice.scores)
+    assert {e.model_id for e in events if isinstance(e, BaseScored)} == set(choice.scores)
     print("zero-shot scores:", recorded["scores"], "chosen:", choice.model_id)
 
 
