@@ -9,6 +9,11 @@ so a test can stop or kill it mid-training without racing it.
     python replay_tuning_worker.py RECORDED.jsonl [--seconds-per-event S] [--hold-at-step N] -- tune ...
 
 What follows ``--`` is the ``understudy`` command line the app would have run.
+
+``recorded_tuning_job.jsonl`` beside it is the log of one real job, run from an empty cache (so it has
+the dequantising and rehearsal events too) on the GUI tests' twelve snorfle questions:
+``understudy tune --dataset snorfle_facts.jsonl --base smollm2-135m-instruct --steps 20 --now --json``.
+Record it again the same way when the events change.
 """
 
 from __future__ import annotations
