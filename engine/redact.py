@@ -116,6 +116,7 @@ _PRIORITY = {
     "CARD": 55,
     "IP": 50,
     "DOB": 47,
+    "DATE_OR_TIME": 46,  # found only to shield a date's digits and month names; never redacted
     "PHONE": 45,
     "POSTCODE": 30,
     "NAME": 10,
@@ -133,7 +134,7 @@ def _redact_one(text: str, numbering: _Numbering) -> tuple[str, list[Finding]]:
         normalised = _normalise(text)
         hits = _resolve([hit for detector in _DETECTORS for hit in detector(normalised.text)])
         findings: list[Finding] = []
-        for hit in hits:
+        for hit in (hit for hit in hits if hit.type in TYPES):
             start, end = normalised.original_span(hit.start, hit.end)
             canonical = _canonical(hit.type, normalised.text[hit.start : hit.end])
             placeholder = numbering.placeholder(hit.type, canonical, text[start:end])
@@ -557,7 +558,7 @@ def _phones(text: str) -> Iterator[_Hit]:
             yield _hit("PHONE", match.start(), end)
 
 
-# --- dates of birth -----------------------------------------------------------------------------------
+# --- dates, times and dates of birth ------------------------------------------------------------------
 
 _MONTHS = (
     r"january|february|march|april|may|june|july|august|september|october|november|december"
@@ -586,6 +587,33 @@ _BIRTH_CUE = re.compile(
 )
 # German and Dutch put the cue after the date: "am 12.05.1972 in Köln geboren".
 _BIRTH_CUE_AFTER = re.compile(r"(?i)[^.!?\n]{0,25}?\b(?:geboren|born|n[ée]e?|nacid[oa])\b")
+
+
+_WEEKDAYS = (
+    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tues|tue|wed|thurs|thur|thu|fri|sat|sun"
+    r"|montag|dienstag|mittwoch|donnerstag|freitag|samstag|sonntag|lundi|mardi|mercredi|jeudi|vendredi"
+    r"|samedi|dimanche|lunes|martes|miércoles|jueves|viernes|sábado|domingo|maandag|dinsdag|woensdag"
+    r"|donderdag|vrijdag|zaterdag|zondag"
+)
+_TIME = r"\d{1,2}(?::\d{2}){1,2}(?:\s?[ap]\.?m\b\.?)?|\d{1,2}\s?[ap]\.?m\b\.?|\d{1,2}h\d{2}"
+# Calendar dates and clock times, which hold the digit runs of phone numbers and the month names that
+# are also first names ("Jun 9 2026", "May 4"): found so that no lower-priority detector takes them.
+_DATE_OR_TIME = re.compile(
+    rf"(?i)(?<![\w.])(?:"
+    rf"\d{{1,2}}\s?([./\-])\s?\d{{1,2}}\s?\1\s?(?:\d{{4}}|\d{{2}})"
+    rf"|\d{{4}}([./\-])\d{{1,2}}\2\d{{1,2}}(?:T\d{{2}}:\d{{2}}(?::\d{{2}}(?:\.\d+)?)?(?:Z|[+\-]\d{{2}}:?\d{{2}})?)?"
+    rf"|(?:{_MONTHS})\.?\s+{_DAY}(?:,?\s+\d{{4}})?"
+    rf"|{_DAY}\s+(?:of\s+|de\s+)?(?:{_MONTHS})\.?(?:,?\s+(?:de\s+)?\d{{4}})?"
+    rf"|(?:{_MONTHS})\.?,?\s+\d{{4}}"
+    rf"|(?:{_WEEKDAYS})\.?,?\s+(?:{_TIME})"
+    rf"|{_TIME}"
+    rf")(?![\w]|[./\-:]\d)"
+)
+
+
+def _dates_and_times(text: str) -> Iterator[_Hit]:
+    for match in _DATE_OR_TIME.finditer(text):
+        yield _hit("DATE_OR_TIME", match.start(), match.end())
 
 
 def _births(text: str) -> Iterator[_Hit]:
@@ -838,7 +866,13 @@ class _Token:
 
 def _names(text: str) -> Iterator[_Hit]:
     data = _name_data()
-    tokens = [_Token(m.start(), m.end(), m.group()) for m in _NAME_TOKEN.finditer(text)]
+    dates = [(hit.start, hit.end) for hit in _dates_and_times(text)]
+    # A month inside a date ("Tom Baker Jun 9") ends the run of words before it, so the name stays.
+    tokens = [
+        _Token(m.start(), m.end(), m.group())
+        for m in _NAME_TOKEN.finditer(text)
+        if not any(start <= m.start() < end for start, end in dates)
+    ]
     previous_end = -1
     index = 0
     while index < len(tokens):
@@ -1029,6 +1063,7 @@ _DETECTORS: tuple[Callable[[str], Iterator[_Hit]], ...] = (
     _cards,
     _ips,
     _phones,
+    _dates_and_times,
     _births,
     _postcodes,
     _names,
