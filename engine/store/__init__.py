@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -93,6 +93,17 @@ class TurnRecord:
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
     # Turns this one replaces (a regenerated answer, or an edited question and what followed it).
     replaces: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TurnProvenance:
+    """Where a turn's answer came from, so datasets can tell a teacher's answers from a local model's."""
+
+    source: str  # "live": answered through Understudy; "import": read from another tool's log
+    answer_model: str | None  # the model that wrote the answer, when known
+    teacher: bool  # that model is a teacher (a cloud model) rather than a local one
+    file: str | None = None  # the imported file's absolute path
+    line: int | None = None  # the record's line in it
 
 
 class Store:
@@ -234,16 +245,16 @@ class Store:
         return turn_id
 
     def recent_turns(self, limit: int = 10, query: str | None = None) -> list[dict[str, Any]]:
-        """Newest turns first, each with its model calls; ``query`` is full-text search."""
+        """Newest turns first, each with its rating and model calls; ``query`` is full-text search."""
         if query:
-            sql = (
-                "SELECT turns.* FROM turns JOIN turns_fts ON turns_fts.rowid = turns.id "
-                "WHERE turns_fts MATCH ? ORDER BY turns.id DESC LIMIT ?"
-            )
+            where = "JOIN turns_fts ON turns_fts.rowid = turns.id WHERE turns_fts MATCH ?"
             parameters: list[Any] = [_fts_query(query), limit]
         else:
-            sql = "SELECT * FROM turns ORDER BY id DESC LIMIT ?"
-            parameters = [limit]
+            where, parameters = "", [limit]
+        sql = (
+            "SELECT turns.*, feedback.rating, feedback.comment AS rating_comment FROM turns "
+            f"LEFT JOIN feedback ON feedback.turn_id = turns.id {where} ORDER BY turns.id DESC LIMIT ?"
+        )
         turns = [dict(row) for row in self.db.query(sql, parameters)]
         for turn in turns:
             turn["model_calls"] = [
@@ -253,6 +264,36 @@ class Store:
                 )
             ]
         return turns
+
+    def turn_provenance(self, turn_ids: Iterable[int]) -> dict[int, TurnProvenance]:
+        """Where each of these turns' answers came from; ids of no turn are left out.
+
+        A live turn's answer is its model's, a teacher's when it went to the cloud; an imported turn's
+        is what its record said (``engine.log_import``).
+        """
+        rows = self.db.query(
+            "SELECT turns.id, turns.imported, turns.model_id, turns.route, imported_records.file, "
+            "imported_records.line, imported_records.answer_model, imported_records.teacher FROM turns "
+            "LEFT JOIN imported_records ON turns.imported = 1 "
+            "AND imported_records.conversation_id = turns.conversation_id "
+            "WHERE turns.id IN (SELECT value FROM json_each(?))",
+            [json.dumps(list(turn_ids))],
+        )
+        provenance = {}
+        for row in rows:
+            if row["imported"]:
+                provenance[row["id"]] = TurnProvenance(
+                    source="import",
+                    answer_model=row["answer_model"],
+                    teacher=bool(row["teacher"]),
+                    file=row["file"],
+                    line=row["line"],
+                )
+            else:
+                provenance[row["id"]] = TurnProvenance(
+                    source="live", answer_model=row["model_id"], teacher=row["route"] == "cloud"
+                )
+        return provenance
 
     def iter_chat_records(self) -> Iterator[dict[str, list[dict[str, str]]]]:
         """Completed turns in OpenAI chat format, one ``{"messages": [...]}`` per turn.
@@ -364,6 +405,8 @@ class Store:
                 return
             if rating not in (-1, 1):
                 raise StoreError(f"a rating is 1 (good) or -1 (bad), not {rating!r}")
+            if not list(self.db.query("SELECT 1 FROM turns WHERE id = ?", [turn_id])):
+                raise StoreError(f"there is no turn {turn_id}; `understudy logs` shows turns with their ids")
             self.db.execute(
                 "INSERT INTO feedback (turn_id, rating, comment, created_utc) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(turn_id) DO UPDATE SET rating = excluded.rating, "

@@ -339,6 +339,42 @@ def m009_discovery(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m010_import_identity(db: sqlite_utils.Database) -> None:
+    """Imported records keyed by their identity rather than their content, so a request repeated in a
+    log is imported as often as it was made; each record also keeps the model that answered it and
+    whether that model is a teacher (a cloud model rather than a local one).
+
+    Records imported before had no identity beyond their content; they keep one made of their path,
+    line and content hash (``path:...``), which ``engine.log_import`` still recognises.
+    """
+    db.execute("ALTER TABLE imported_records RENAME TO imported_records_before_m010")
+    db.execute(
+        """
+        CREATE TABLE imported_records (
+            id INTEGER PRIMARY KEY,
+            identity TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            file TEXT NOT NULL,
+            line INTEGER NOT NULL,
+            answer_model TEXT,
+            teacher INTEGER NOT NULL DEFAULT 0 CHECK (teacher IN (0, 1)),
+            created_utc TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        "INSERT INTO imported_records (identity, sha256, conversation_id, file, line, created_utc) "
+        "SELECT 'path:' || source || ':' || line || ':' || sha256, sha256, conversation_id, source, line, "
+        "created_utc FROM imported_records_before_m010 ORDER BY rowid"
+    )
+    db.execute("DROP TABLE imported_records_before_m010")
+    db.execute("CREATE UNIQUE INDEX imported_records_by_identity ON imported_records(identity)")
+    # One record per imported conversation, so a turn's provenance is found by its conversation.
+    db.execute("CREATE UNIQUE INDEX imported_records_by_conversation ON imported_records(conversation_id)")
+
+
 def applied(db: sqlite_utils.Database) -> set[str]:
     if "_migrations" not in db.table_names():
         return set()
