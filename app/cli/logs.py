@@ -1,8 +1,10 @@
-"""`understudy logs`: recent turns, full-text search, export for fine-tuning and import from other tools."""
+"""`understudy logs`: recent turns, full-text search, export for fine-tuning, import from other tools and
+rating an answer."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -22,10 +24,13 @@ def logs(ctx: click.Context, limit: int, query: str | None, as_json: bool) -> No
         return
     from engine.store import Store
 
-    turns = Store.open().recent_turns(limit=limit, query=query)
+    store = Store.open()
+    turns = store.recent_turns(limit=limit, query=query)
+    provenance = store.turn_provenance(turn["id"] for turn in turns)
     for turn in reversed(turns):
         for call in turn["model_calls"]:
             call["messages"] = json.loads(call.pop("messages_json"))
+        turn["provenance"] = asdict(provenance[turn["id"]])
         if as_json:
             emit_json(turn)
             continue
@@ -65,19 +70,45 @@ def logs_export(path: Path) -> None:
 @logs.command("import")
 @click.option("--jsonl", "path", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--skip-invalid", is_flag=True, help="Import the good lines even if some are malformed.")
+@click.option(
+    "--teacher",
+    metavar="MODEL",
+    help="The answers are this cloud (teacher) model's; by default a record's own \"model\" says.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: the counts and any errors.")
-def logs_import(path: Path, skip_invalid: bool, as_json: bool) -> None:
-    """Import chat history in OpenAI chat format ({"messages": [...]} per line), e.g. from another tool."""
+def logs_import(path: Path, skip_invalid: bool, teacher: str | None, as_json: bool) -> None:
+    """Import chat history in OpenAI chat format ({"messages": [...]} per line), e.g. from another tool.
+
+    Every record is kept, repeated requests included; importing a file again adds only its new records.
+    """
     from engine.log_import import import_chat_jsonl
     from engine.store import Store
 
-    result = import_chat_jsonl(Store.open(), path, skip_invalid=skip_invalid)
+    result = import_chat_jsonl(Store.open(), path, skip_invalid=skip_invalid, teacher=teacher)
     if as_json:
         emit_json(result.to_dict())
     else:
         click.echo(
-            f"Imported {result.records} records ({result.turns} turns) from {path}; "
+            f"Imported {result.records} records ({result.turns} turns, {result.distinct_requests} distinct "
+            f"requests, {result.teacher_turns} answered by a teacher) from {path}; "
             f"{result.duplicates} already imported, {result.empty} without an answered request"
         )
     for error in result.errors:
         click.echo(f"skipped {error}", err=True)
+
+
+RATINGS = {"good": 1, "bad": -1}
+
+
+@logs.command("rate")
+@click.argument("turn_id", metavar="TURN", type=int)
+@click.argument("rating", metavar="good|bad")
+@click.option("--comment", default="", help="Why, in a few words.")
+def logs_rate(turn_id: int, rating: str, comment: str) -> None:
+    """Rate an answer, as the app's thumbs do: good answers teach specialists, bad ones are left out."""
+    from engine.store import Store
+
+    if rating not in RATINGS:
+        raise UnderstudyError(f"a rating is good or bad, not {rating!r}")
+    Store.open().set_feedback(turn_id, RATINGS[rating], comment)
+    click.echo(f"Turn {turn_id}: {rating}")
