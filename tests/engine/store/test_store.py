@@ -61,10 +61,10 @@ def test_a_failing_migration_leaves_no_trace(monkeypatch):
         db.execute("CREATE TABLE half_done (id INTEGER)")
         db.execute("THIS IS NOT SQL")
 
-    monkeypatch.setattr(store_migrations, "MIGRATIONS", [*store_migrations.MIGRATIONS, m999_broken])
-    with pytest.raises(StoreError):
-        Store.open()
-    monkeypatch.undo()
+    with monkeypatch.context() as patched:  # undoes only this patch, not the test's own data dir
+        patched.setattr(store_migrations, "MIGRATIONS", [*store_migrations.MIGRATIONS, m999_broken])
+        with pytest.raises(StoreError):
+            Store.open()
     store = Store.open()
     assert "half_done" not in store.db.table_names()
     assert "m999_broken" not in store_migrations.applied(store.db)
