@@ -12,18 +12,28 @@ data offline; NER models (spaCy, GLiNER) need a model download per language and 
 lists are combined with cues: titles (Mr, Frau, Mme, Sr, ...), "my name is" and its translations, form
 labels (Name:, From:), greetings and signatures.
 
+Dates and clock times are found too, only so that their digits and month names are never read as a
+phone number or a name ("03/02/2026 12:15", "Jun 9 2026"); they are left as they are.
+
+Two modes. For the cloud, ``redact`` and ``redact_many`` put numbered placeholders (``[EMAIL_1]``)
+that ``restore`` reverses in the answer. For training, ``scrub_for_training`` puts realistic fakes
+instead, consistent within an example, since a specialist trained on placeholders answers with them;
+secrets are removed.
+
 Redaction fails closed: anything that goes wrong inside detection raises ``RedactionError``, so a
 caller sends nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import re
+import string
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -77,6 +87,65 @@ def restore(text: str, mapping: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda match: mapping.get(f"[{match.group(1)}]", match.group(0)), text)
 
 
+SECRET_TYPES = frozenset({"URL_CREDENTIALS", "SECRET", "CARD", "IBAN"})
+
+
+@dataclass(frozen=True)
+class ScrubSummary:
+    """What ``scrub_for_training`` changed, kept with a dataset so its job can say what was trained on.
+
+    Counts are of distinct values within one example, summed over the examples: a name in both the
+    prompt and the answer of an example counts once.
+    """
+
+    examples: int
+    examples_changed: int
+    surrogates: dict[str, int]  # personal values given a fake of the same shape, per type
+    secrets_removed: dict[str, int]  # keys, passwords, cards, IBANs and credentials taken out, per type
+    dropped: int  # examples left out because they could not be checked
+
+
+def scrub_for_training(
+    examples: Sequence[Sequence[str]], seed: int = 0
+) -> tuple[list[list[str] | None], ScrubSummary]:
+    """Scrub the messages of each example so the adapter cannot memorise anyone, yet can learn the task.
+
+    Placeholders such as ``[NAME_1]`` would be learned as answers, so personal values get realistic
+    surrogates: one fake per real value across all messages of an example (prompt and answer alike),
+    in the same shape (a two-part name stays two parts, an e-mail address an e-mail address).
+    Placeholders already in a message (cloud requests were sent redacted) get surrogates too. Secrets
+    are removed, leaving ``[SECRET]``, ``[CARD]`` and so on. Each example is seeded from ``seed`` and
+    its own text (case and spacing aside), so a build is reproducible whatever the order of the
+    examples, and two spellings of one example still get the same fakes.
+
+    Returns the scrubbed texts of each example, or None for an example that could not be checked
+    (it must be left out), and the summary.
+    """
+    scrubbed: list[list[str] | None] = []
+    surrogates: Counter[str] = Counter()
+    secrets: Counter[str] = Counter()
+    changed = dropped = 0
+    for texts in examples:
+        try:
+            result, replaced = _scrub_example(texts, seed)
+        except RedactionError:
+            scrubbed.append(None)
+            dropped += 1
+            continue
+        scrubbed.append(result)
+        changed += bool(replaced)
+        for kind, count in replaced.items():
+            (secrets if kind in SECRET_TYPES else surrogates)[kind] += count
+    summary = ScrubSummary(
+        examples=len(examples),
+        examples_changed=changed,
+        surrogates=dict(sorted(surrogates.items())),
+        secrets_removed=dict(sorted(secrets.items())),
+        dropped=dropped,
+    )
+    return scrubbed, summary
+
+
 # --- numbering and the pipeline -----------------------------------------------------------------------
 
 
@@ -96,6 +165,245 @@ class _Numbering:
             self.by_value[key] = placeholder
             self.mapping[placeholder] = original
         return self.by_value[key]
+
+
+# --- surrogates for training ----------------------------------------------------------------------
+
+
+def _scrub_example(texts: Sequence[str], seed: int) -> tuple[list[str], Counter[str]]:
+    """The example's texts with surrogates in, and how many distinct values of each type it held."""
+    found = [sorted(_find(text) + _placeholders(text), key=lambda f: f.start) for text in texts]
+    # Seeded by the text as the dataset's dedupe sees it, so near-duplicates get the same fakes.
+    digest = hashlib.sha256("\x1e".join([str(seed), *map(_folded, texts)]).encode()).digest()
+    surrogates = _Surrogates(
+        int.from_bytes(digest[:8], "big"),
+        {
+            word.casefold()
+            for text, spans in zip(texts, found, strict=True)
+            for word in _name_words(text, spans)
+        },
+    )
+    replacements: list[dict[int, tuple[int, str]]] = [{} for _ in texts]
+    fakes: dict[str, str | None] = {}  # each value found, to its fake; None for a name (faked word by word)
+    # Names first, so that an address such as anna.schmidt@... can be built from Anna Schmidt's fake.
+    order = sorted(
+        ((index, span) for index, spans in enumerate(found) for span in spans),
+        key=lambda item: item[1].type != "NAME",
+    )
+    for index, span in order:
+        text = texts[index]
+        original = text[span.start : span.end]
+        titled = _TITLE_BEFORE.search(text[max(0, span.start - 40) : span.start]) is not None
+        fake = surrogates.replacement(span.type, span.canonical, original, titled)
+        replacements[index][span.start] = (span.end, fake)
+        if not _PLACEHOLDER.fullmatch(original):
+            fakes[_folded(original)] = None if span.type == "NAME" else fake
+    ordinary = _STOP_WORDS | _TITLES | _PARTICLES | _name_data().common
+    for word in surrogates.words:
+        if len(word) > 1 and word not in ordinary:  # "Will" alone may be the verb; "Weber" is a name
+            fakes.setdefault(word, None)
+    for index, text in enumerate(texts):
+        for match in _repeats(text, found[index], fakes):
+            fake = fakes.get(_folded(match.group())) or surrogates.name(match.group(), titled=False)
+            replacements[index][match.start()] = (match.end(), fake)
+    scrubbed = [
+        _replace(text, [(start, end, fake) for start, (end, fake) in sorted(spans.items())])
+        for text, spans in zip(texts, replacements, strict=True)
+    ]
+    counts = Counter(kind for kind, _ in {(span.type, span.canonical) for spans in found for span in spans})
+    return scrubbed, counts
+
+
+def _repeats(text: str, found: list[_Found], values: Iterable[str]) -> Iterator[re.Match[str]]:
+    """Values found elsewhere in the example that the detectors missed here.
+
+    The prompt may hold a cue ("From: Anna Weber") that the answer lacks, yet the answer must hold the
+    same fake as the prompt. Nothing inside a detected value or a date is touched.
+    """
+    patterns = sorted(values, key=len, reverse=True)
+    if not patterns:
+        return
+    blocked = [(span.start, span.end) for span in found] + [
+        (hit.start, hit.end) for hit in _dates_and_times(text)
+    ]
+    alternatives = "|".join(r"\s+".join(map(re.escape, pattern.split())) for pattern in patterns)
+    for match in re.finditer(rf"(?<!\w)(?:{alternatives})(?!\w)", text, re.IGNORECASE):
+        if not any(start < match.end() and match.start() < end for start, end in blocked):
+            yield match
+
+
+def _folded(value: str) -> str:
+    return " ".join(value.split()).casefold()
+
+
+def _placeholders(text: str) -> list[_Found]:
+    """Placeholders that an earlier redaction left (a cloud request and its answer), as values."""
+    found = []
+    for match in _PLACEHOLDER.finditer(text):
+        kind = re.sub(r"_\d+$", "", match.group(1))
+        if kind in TYPES:
+            found.append(_Found(kind, match.start(), match.end(), f"[{match.group(1)}]"))
+    return found
+
+
+def _name_words(text: str, spans: list[_Found]) -> Iterator[str]:
+    for span in spans:
+        if span.type == "NAME":
+            yield from _NAME_TOKEN.findall(text, span.start, span.end)
+
+
+class _Surrogates:
+    """Fakes for one example: the same real value always gets the same fake, in the same shape."""
+
+    def __init__(self, seed: int, real_words: set[str]) -> None:
+        from faker import Faker
+
+        self.fake = Faker("en_US")
+        self.fake.seed_instance(seed)
+        self.random = self.fake.random
+        self.taken = set(real_words)  # a fake never equals a real name in the example, nor another fake
+        self.words: dict[str, str] = {}  # each real name word, case-folded, to its fake
+        self.values: dict[tuple[str, str], str] = {}
+        self.domains: dict[str, str] = {}
+        self.phones: dict[str, str] = {}
+
+    def replacement(self, kind: str, canonical: str, original: str, titled: bool) -> str:
+        """The fake for one occurrence; ``titled`` says a title (Mr, Frau) comes before a name."""
+        key = (kind, canonical)
+        if kind in SECRET_TYPES:
+            return f"[{kind}]"
+        if _PLACEHOLDER.fullmatch(original):
+            if key not in self.values:
+                self.values[key] = self._invented(kind)
+            return self.values[key]
+        if kind == "NAME":
+            return self.name(original, titled)
+        if kind == "PHONE":
+            return self.phone(canonical, original)
+        if key not in self.values:
+            self.values[key] = self._new_value(kind, canonical, original)
+        return self.values[key]
+
+    def _invented(self, kind: str) -> str:
+        """A typical value for a placeholder, whose real value is not known here."""
+        if kind == "NAME":
+            return f"{self._word('', 'first')} {self._word('', 'last')}"
+        if kind == "EMAIL":
+            return f"{self.fake.user_name()}@{self.fake.domain_name()}"
+        if kind == "PHONE":
+            return self.fake.phone_number()
+        if kind == "IP":
+            return self.fake.ipv4_public()
+        if kind == "DOB":
+            return self.fake.date_of_birth(minimum_age=18).isoformat()
+        return self.fake.postcode()
+
+    def _new_value(self, kind: str, canonical: str, original: str) -> str:
+        if kind == "EMAIL":
+            return self.email(canonical)
+        if kind == "IP":
+            return self.fake.ipv4_public() if ":" not in canonical else self.fake.ipv6()
+        if kind == "DOB":
+            return self.birth_date(original)
+        return self.reshaped(original)
+
+    def name(self, original: str, titled: bool) -> str:
+        """Each word of a name swapped for a fake first name, surname or initial; particles stay."""
+        words = list(_NAME_TOKEN.finditer(original))
+        replacements = []
+        for index, match in enumerate(words):
+            word = match.group()
+            if word.lower() in _PARTICLES and index < len(words) - 1:  # "J. de Vries" keeps its "de"
+                continue
+            role = "initial" if len(word) == 1 else "last" if titled or index else "first"
+            fake = self._word(word, role)
+            if word.isupper() and len(word) > 1:
+                fake = fake.upper()
+            elif word.islower():
+                fake = fake.lower()
+            replacements.append((match.start(), match.end(), fake))
+        return _replace(original, replacements)
+
+    def _word(self, word: str, role: str) -> str:
+        key = word.casefold()
+        if key and key in self.words:
+            return self.words[key]
+        draw = {
+            "first": self.fake.first_name,
+            "last": self.fake.last_name,
+            "initial": self.fake.random_uppercase_letter,
+        }[role]
+        fake = draw()
+        for _ in range(100):  # bounded: an example may have used up the 26 initials
+            if fake.casefold() not in self.taken:
+                break
+            fake = draw()
+        self.taken.add(fake.casefold())
+        if key:
+            self.words[key] = fake
+        return fake
+
+    def email(self, canonical: str) -> str:
+        """A fake address; a local part made of the example's names is made of their fakes."""
+        local, _, domain = canonical.rpartition("@")
+        pieces = re.split(r"([._\-+])", local)
+        if all(piece in self.words for piece in pieces[::2]):
+            local = "".join(
+                re.sub(r"[^a-z0-9]", "", self.words[piece].lower()) if index % 2 == 0 else piece
+                for index, piece in enumerate(pieces)
+            )
+        else:
+            local = self.fake.user_name()
+        if domain not in self.domains:
+            self.domains[domain] = self.fake.domain_name()
+        return f"{local}@{self.domains[domain]}"
+
+    def phone(self, canonical: str, original: str) -> str:
+        """The number spelled as it was, its digits random but for the country code or trunk 0."""
+        if canonical not in self.phones:
+            international = original.lstrip("( ").startswith(("+", "00"))
+            kept = 2 if international else 1 if canonical.startswith("0") else 0
+            random_digits = "".join(str(self.random.randint(0, 9)) for _ in canonical[kept:])
+            self.phones[canonical] = canonical[:kept] + random_digits
+        # Spellings of one number differ at the front ("+44" or "0044", "(0)"), so fill from the end.
+        fake = iter(reversed(self.phones[canonical]))
+        trunk = {match.start() + 1 for match in re.finditer(r"\(0\)", original)}
+        characters = list(original)
+        for index in reversed(range(len(characters))):
+            if characters[index].isdigit() and index not in trunk:
+                characters[index] = next(fake, characters[index])
+        return "".join(characters)
+
+    def birth_date(self, original: str) -> str:
+        """Another valid date in the same format: years, days and months drawn again."""
+
+        def number(match: re.Match[str]) -> str:
+            digits, suffix = match.group(1), match.group(2) or ""
+            value = int(digits)
+            if len(digits) == 4:
+                new = self.random.randint(1940, 2005)
+            elif value > 31:
+                new = self.random.randint(40, 99)
+            else:  # 1-12 reads as a day or a month; 13-31 only as a day
+                new = self.random.randint(1, 12) if value <= 12 else self.random.randint(13, 28)
+            if suffix.lower() in ("st", "nd", "rd", "th"):
+                suffix = "th" if 11 <= new % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(new % 10, "th")
+            return str(new).zfill(len(digits)) + suffix
+
+        return re.sub(r"(\d+)(st|nd|rd|th)?", number, original)
+
+    def reshaped(self, original: str) -> str:
+        """Each letter and digit swapped for a random one of the same kind (postcodes)."""
+        return "".join(
+            str(self.random.randint(0, 9))
+            if character.isdigit()
+            else self.random.choice(string.ascii_uppercase)
+            if character.isupper()
+            else self.random.choice(string.ascii_lowercase)
+            if character.isalpha()
+            else character
+            for character in original
+        )
 
 
 @dataclass(frozen=True)
@@ -127,18 +435,37 @@ def _hit(kind: str, start: int, end: int, priority: int | None = None) -> _Hit:
     return _Hit(kind, start, end, _PRIORITY[kind] if priority is None else priority)
 
 
+@dataclass(frozen=True)
+class _Found:
+    """A detected value: its span in the original text and the form two spellings of it share."""
+
+    type: str
+    start: int
+    end: int
+    canonical: str
+
+
 def _redact_one(text: str, numbering: _Numbering) -> tuple[str, list[Finding]]:
+    findings = []
+    for found in _find(text):
+        placeholder = numbering.placeholder(found.type, found.canonical, text[found.start : found.end])
+        findings.append(Finding(found.type, found.start, found.end, placeholder))
+    return _replace(text, [(f.start, f.end, f.placeholder) for f in findings]), findings
+
+
+def _find(text: str) -> list[_Found]:
+    """Every personal or secret value in ``text``, in order; any failure is a ``RedactionError``."""
     if not isinstance(text, str):
         raise RedactionError(f"Redaction needs text, not {type(text).__name__}; nothing was sent.")
     try:
         normalised = _normalise(text)
         hits = _resolve([hit for detector in _DETECTORS for hit in detector(normalised.text)])
-        findings: list[Finding] = []
-        for hit in (hit for hit in hits if hit.type in TYPES):
-            start, end = normalised.original_span(hit.start, hit.end)
-            canonical = _canonical(hit.type, normalised.text[hit.start : hit.end])
-            placeholder = numbering.placeholder(hit.type, canonical, text[start:end])
-            findings.append(Finding(hit.type, start, end, placeholder))
+        found = []
+        for hit in hits:
+            if hit.type in TYPES:
+                canonical = _canonical(hit.type, normalised.text[hit.start : hit.end])
+                found.append(_Found(hit.type, *normalised.original_span(hit.start, hit.end), canonical))
+        return found
     except RedactionError:
         raise
     except Exception as error:
@@ -146,13 +473,17 @@ def _redact_one(text: str, numbering: _Numbering) -> tuple[str, list[Finding]]:
             f"Could not check the text for personal data ({type(error).__name__}: {error}); nothing was "
             "sent. Report this as a bug; until it is fixed, leave the text out of the request."
         ) from error
+
+
+def _replace(text: str, replacements: list[tuple[int, int, str]]) -> str:
+    """``text`` with each (start, end) span, in order and not overlapping, replaced."""
     pieces: list[str] = []
     position = 0
-    for finding in findings:
-        pieces += [text[position : finding.start], finding.placeholder]
-        position = finding.end
+    for start, end, replacement in replacements:
+        pieces += [text[position:start], replacement]
+        position = end
     pieces.append(text[position:])
-    return "".join(pieces), findings
+    return "".join(pieces)
 
 
 def _resolve(hits: list[_Hit]) -> list[_Hit]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 
 import pytest
@@ -11,12 +13,15 @@ from engine.bench.redact import bench_redact
 from engine.errors import RedactionError, UnderstudyError
 from engine.redact import (
     Redaction,
+    ScrubSummary,
     iban_is_valid,
     luhn_is_valid,
     redact,
     redact_many,
     restore,
+    scrub_for_training,
 )
+from tests.support.meeting_examples import MEETINGS, answer_values, meeting_examples, personal_values
 
 
 def wide(text: str) -> str:
@@ -348,3 +353,207 @@ def test_eval_set_meets_the_recall_targets():
     assert types["NAME"]["recall"] >= 0.90, (types["NAME"], result["missed"])
     assert types["POSTCODE"]["labelled"] >= 10 and types["DOB"]["labelled"] >= 10
     assert result["overall"]["precision"] >= 0.95, result["false_positives"]
+
+
+# --- dates and times are neither phone numbers nor names ----------------------------------------------
+
+DATES_AND_TIMES = [
+    "Call on 03/02/2026 at 12:15 pm to confirm.",
+    "Call on 03/02/2026 12:15 pm to confirm.",
+    "Phone sync 2026-06-09 14:00 with the vendor.",
+    "Phone sync 2026-06-09T14:00:00Z with the vendor.",
+    "Rückruf 12.03.2026 10:30 bestätigt.",
+    "Review on Jun 9 2026 in room 4.",
+    "Jun 9, 2026: the new pricing starts.",
+    "Jan 5 2026 is the deadline.",
+    "See you in June.",
+    "May we move it to May 4?",
+    "Let's meet March 3rd.",
+    "Standup moved to Mon 9:30.",
+    "Deadline Aug 9 2026, 5 pm.",
+]
+
+
+@pytest.mark.parametrize("text", DATES_AND_TIMES)
+def test_dates_times_and_months_are_left_alone(text):
+    assert redact(text) == Redaction(text=text, findings=[], mapping={})
+    assert scrub_for_training([[text]])[0] == [[text]]
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("Lunch with Tom Baker Jun 9 2026 at 1 pm.", ["Tom Baker"]),
+        ("Ask Priya May 4 about the slides.", ["Priya"]),
+        ("Interview with Jun Park on Jun 9, 2026.", ["Jun Park"]),
+        ("Meeting with Jan Novak on Jan 5 2026.", ["Jan Novak"]),
+    ],
+)
+def test_a_name_beside_a_date_is_found_without_the_date(text, names):
+    assert found(text) == [("NAME", name) for name in names]
+
+
+def test_a_phone_number_beside_a_date_and_time_is_still_found():
+    text = "Call Jan Novak on Mon 9:30 at 0171 2345678, or on 03/02/2026 at 12:15 pm."
+    assert found(text) == [("NAME", "Jan Novak"), ("PHONE", "0171 2345678")]
+
+
+# --- training: realistic fakes instead of placeholders ------------------------------------------------
+
+
+def scrub(*texts: str, seed: int = 0) -> list[str]:
+    (result,), _ = scrub_for_training([list(texts)], seed)
+    return result
+
+
+TWO_PART_NAME = re.compile(r"[A-Z][a-z'\-]+ [A-Z][a-z'\-]+")
+
+
+def test_one_name_gets_one_fake_in_every_message_of_an_example():
+    system, question, answer = scrub(
+        "You help Maria Lopez with her calendar.",
+        "From: Maria Lopez\nPlease invite Tom Baker and Maria Lopez's deputy.",
+        "Invited Tom Baker on behalf of Maria Lopez.",
+    )
+    maria = system.removeprefix("You help ").removesuffix(" with her calendar.")
+    tom = answer.removeprefix("Invited ").split(" on behalf")[0]
+    assert TWO_PART_NAME.fullmatch(maria) and TWO_PART_NAME.fullmatch(tom)
+    assert maria != tom and "Maria" not in maria + tom and "Lopez" not in maria and "Baker" not in tom
+    assert question == f"From: {maria}\nPlease invite {tom} and {maria}'s deputy."
+    assert answer == f"Invited {tom} on behalf of {maria}."
+
+
+def test_a_json_answer_stays_valid_json_with_the_fake_names_of_the_question():
+    question, answer = scrub(
+        "Who attends? Meeting with Jürgen Schneider and Fatima Zahra, cc: Kenji Sato.",
+        json.dumps({"attendees": ["Jürgen Schneider", "Fatima Zahra", "Kenji Sato"]}, ensure_ascii=False),
+    )
+    attendees = json.loads(answer)["attendees"]
+    assert len(set(attendees)) == 3
+    for name in attendees:
+        assert TWO_PART_NAME.fullmatch(name) and name in question
+    for real in ("Jürgen", "Schneider", "Fatima", "Zahra", "Kenji", "Sato"):
+        assert real not in question + answer
+
+
+def test_a_value_found_in_the_question_is_faked_where_the_answer_gives_no_cue():
+    question, answer = scrub(
+        "my name is anna kowalski, call me on 0171 2345678", "anna kowalski / 0171 2345678"
+    )
+    fake_name, fake_phone = answer.split(" / ")
+    assert question == f"my name is {fake_name}, call me on {fake_phone}"
+    assert fake_name.islower() and len(fake_name.split()) == 2 and "anna" not in fake_name
+
+
+def test_fakes_keep_the_shape_answers_depend_on():
+    texts = scrub(
+        "Mail anna.schmidt@example.com or Anna Schmidt at J.Mueller+steuer@beispiel-mail.de.",
+        "Call +44 20 7946 0958, 0044 20 7946 0958 or (555) 123-4567; Tel.: +49 (0)89 123456-78.",
+        "Rekening t.n.v. J. de Vries; name on card: HANNAH LEWIS; Sehr geehrter Herr Müller",
+        "Springfield, IL 62704-1234; London SW1A 2AA; born on 14/03/1985; Date of birth: 3rd April 1979",
+        "The server at 192.168.1.25 is down.",
+    )
+    emails, phones, names, places, ip = texts
+    name = re.search(r"or (\S+ \S+) at", emails).group(1)
+    first, last = (part.lower() for part in name.split())
+    assert re.fullmatch(rf"Mail {first}\.{last}@[\w.\-]+\.\w+ or {name} at \S+@[\w.\-]+\.\w+\.", emails)
+    assert "schmidt" not in emails.lower() and "mueller" not in emails.lower()
+    shapes = re.fullmatch(
+        r"Call (\S+ \S+ \S+ \S+), (\S+ \S+ \S+ \S+) or (\(\d{3}\) \d{3}-\d{4}); Tel\.: (.*)\.", phones
+    )
+    uk, same_uk, us, german = shapes.groups()
+    assert re.fullmatch(r"\+44 \d\d \d{4} \d{4}", uk) and same_uk == "00" + uk[1:]
+    assert uk != "+44 20 7946 0958" and us != "(555) 123-4567"
+    assert re.fullmatch(r"\+49 \(0\)\d\d \d{6}-\d\d", german) and german != "+49 (0)89 123456-78"
+    assert re.fullmatch(
+        r"Rekening t\.n\.v\. [A-Z]\. de [A-Z][a-z'\-]+; name on card: [A-Z'\-]+ [A-Z'\-]+; "
+        r"Sehr geehrter Herr [A-Z][a-z'\-]+",
+        names,
+    )
+    assert "Vries" not in names and "HANNAH" not in names and "Müller" not in names
+    assert re.fullmatch(
+        r"Springfield, IL \d{5}-\d{4}; London [A-Z]{2}\d[A-Z] \d[A-Z]{2}; born on \d\d/\d\d/\d{4}; "
+        r"Date of birth: \d{1,2}(st|nd|rd|th) April \d{4}",
+        places,
+    )
+    assert (
+        "62704" not in places and "SW1A 2AA" not in places and "1985" not in places and "1979" not in places
+    )
+    assert re.fullmatch(r"The server at \d+\.\d+\.\d+\.\d+ is down\.", ip) and "192.168.1.25" not in ip
+
+
+def test_secrets_are_removed_and_counted():
+    texts = [
+        "KEY=sk-proj-4fR9kLmN2pQ7sT1vX8zA3bC6dE0gH5jK and mot de passe : Soleil2024!",
+        "Card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00, "
+        "DB=postgres://admin:S3cr3t@db.example.com:5432/prod",
+        "Saved sk-proj-4fR9kLmN2pQ7sT1vX8zA3bC6dE0gH5jK.",
+    ]
+    (scrubbed,), summary = scrub_for_training([texts])
+    assert scrubbed == [
+        "KEY=[SECRET] and mot de passe : [SECRET]",
+        "Card [CARD], IBAN [IBAN], DB=[URL_CREDENTIALS]",
+        "Saved [SECRET].",
+    ]
+    assert summary.secrets_removed == {"CARD": 1, "IBAN": 1, "SECRET": 2, "URL_CREDENTIALS": 1}
+    assert summary.surrogates == {}
+
+
+def test_placeholders_of_a_cloud_request_become_fakes_too():
+    question, answer = scrub("Hi, I'm [NAME_1], mail me at [EMAIL_1]", "Dear [NAME_1], I wrote to [EMAIL_1].")
+    name, email = re.fullmatch(r"Dear (.+), I wrote to (.+)\.", answer).groups()
+    assert TWO_PART_NAME.fullmatch(name) and re.fullmatch(r"[\w.\-]+@[\w.\-]+\.\w+", email)
+    assert question == f"Hi, I'm {name}, mail me at {email}"
+
+
+def test_the_summary_counts_values_per_example_and_examples_left_out():
+    examples = [
+        [
+            "I'm Sarah Connor, sarah@example.com",
+            "Sarah Connor again: kyle@example.com, token ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R",
+        ],
+        ["nothing personal here", "fine"],
+        ["Call me on +44 20 7946 0958", b"not text"],  # type: ignore[list-item]
+        ["Thanks,\nEmily Watson", "Emily Watson, +44 20 7946 0958"],
+    ]
+    scrubbed, summary = scrub_for_training(examples)
+    assert scrubbed[1] == ["nothing personal here", "fine"] and scrubbed[2] is None
+    assert summary == ScrubSummary(
+        examples=4,
+        examples_changed=2,
+        surrogates={"EMAIL": 2, "NAME": 2, "PHONE": 1},
+        secrets_removed={"SECRET": 1},
+        dropped=1,
+    )
+
+
+def test_a_build_is_reproducible_and_each_example_seeded_on_its_own():
+    examples = meeting_examples()
+    first, summary = scrub_for_training(examples, seed=3)
+    again, summary_again = scrub_for_training(examples, seed=3)
+    backwards, _ = scrub_for_training(examples[::-1], seed=3)
+    reseeded, _ = scrub_for_training(examples, seed=4)
+    assert first == again and summary == summary_again
+    assert backwards == first[::-1]
+    assert reseeded != first
+    # Two spellings of one example (the dataset's dedupe sees them as one) get the same fake.
+    (fake,) = scrub("Meeting with Tom Baker")
+    (respelled,) = scrub("MEETING  with Tom Baker")
+    assert fake.removeprefix("Meeting with ") == respelled.removeprefix("MEETING  with ")
+
+
+def test_the_meeting_task_stays_learnable_after_scrubbing():
+    """Every value of every gold answer still appears verbatim in its scrubbed e-mail; no real one is left."""
+    scrubbed, summary = scrub_for_training(meeting_examples())
+    for meeting, (system, email, answer) in zip(MEETINGS, scrubbed, strict=True):
+        gold = json.loads(answer)
+        assert [value for value in answer_values(gold) if value not in email] == [], (email, answer)
+        assert (gold["date"], gold["time"]) == meeting[3:5]
+        for real in personal_values(meeting):
+            assert real not in system + email + answer, (real, email, answer)
+    assert summary.examples == summary.examples_changed == len(MEETINGS)
+    assert summary.surrogates == {
+        "EMAIL": len(MEETINGS),
+        "NAME": sum(1 + len(meeting[2]) for meeting in MEETINGS),
+        "PHONE": sum(meeting[5] is not None for meeting in MEETINGS),
+    }
