@@ -17,9 +17,10 @@ one of those selected.
 
 A turn's context is its conversation's system messages plus up to ``CONTEXT_MESSAGES`` earlier messages
 (``CONTEXT_CHARS`` characters at most), so a follow-up question still makes sense; older context is
-dropped. Every message is then scrubbed with ``engine.redact`` (typed placeholders such as
-``[EMAIL_1]``, one numbering per example), duplicates (same normalised messages) are dropped, and a
-seeded shuffle splits train from validation. The files are written under
+dropped. Every example is then scrubbed with ``engine.redact.scrub_for_training`` (realistic fakes,
+the same in the question and the answer, so the task stays learnable; secrets removed) and what it
+replaced is kept in the row's source under "redaction". Duplicates (same normalised messages) are
+dropped, and a seeded shuffle splits train from validation. The files are written under
 ``<data dir>/datasets/<sha256 prefix>/`` and described by a ``datasets`` row.
 """
 
@@ -28,15 +29,14 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine import files, paths
-from engine.errors import RedactionError, TuningError
-from engine.redact import redact_many
+from engine.errors import TuningError
+from engine.redact import scrub_for_training
 from engine.store import Store, utc_now
 
 MIN_EXAMPLES = 10
@@ -320,7 +320,7 @@ def _finish(
     min_examples: int,
     seed: int,
 ) -> TaskDataset:
-    scrubbed, redaction = _scrub(records)
+    scrubbed, redaction = _scrub(records, seed)
     unique: dict[str, Messages] = {}
     for messages in scrubbed:
         unique.setdefault(_dedupe_key(messages), messages)
@@ -342,21 +342,15 @@ def _finish(
     return _record(store, task_id, folder, digest, len(train), len(val), source)
 
 
-def _scrub(records: list[Messages]) -> tuple[list[Messages], dict[str, Any]]:
-    """Each record with personal data replaced by placeholders; a record that fails is dropped."""
-    scrubbed: list[Messages] = []
-    found: Counter[str] = Counter()
-    changed = failed = 0
-    for messages in records:
-        try:
-            texts, mapping = redact_many([m["content"] for m in messages])
-        except RedactionError:
-            failed += 1
-            continue
-        changed += bool(mapping)
-        found.update(re.sub(r"_\d+\]$", "", placeholder).lstrip("[") for placeholder in mapping)
-        scrubbed.append([{"role": m["role"], "content": t} for m, t in zip(messages, texts, strict=True)])
-    return scrubbed, {"examples_changed": changed, "found": dict(sorted(found.items())), "dropped": failed}
+def _scrub(records: list[Messages], seed: int) -> tuple[list[Messages], dict[str, Any]]:
+    """Each record with personal data faked and secrets removed; a record that fails is dropped."""
+    texts, summary = scrub_for_training([[m["content"] for m in messages] for messages in records], seed)
+    scrubbed = [
+        [{"role": m["role"], "content": text} for m, text in zip(messages, contents, strict=True)]
+        for messages, contents in zip(records, texts, strict=True)
+        if contents is not None
+    ]
+    return scrubbed, asdict(summary)
 
 
 def _dedupe_key(messages: Messages) -> str:

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from engine.errors import TuningError, UnderstudyError
+from engine.redact import ScrubSummary
 from engine.store import ModelCallRecord, Store, TurnRecord, utc_now
 from engine.tuning.datasets import (
     build_from_jsonl,
@@ -15,6 +16,7 @@ from engine.tuning.datasets import (
     named_task,
     read_records,
 )
+from tests.support.meeting_examples import MEETINGS, answer_values, meeting_examples, personal_values
 
 MODEL = "smollm2-135m-instruct"
 
@@ -161,10 +163,43 @@ def test_no_raw_identifier_or_key_reaches_the_training_files(store):
     dataset = build_from_log(store, task, min_examples=5)
 
     text = dataset.train_path.read_text() + dataset.val_path.read_text()
-    for value, kind in secrets.items():
+    for value in secrets:
         assert value not in text
-        assert f"[{kind}_1]" in text
-    assert dataset.source["redaction"]["examples_changed"] == 5
+    for kind in ("CARD", "IBAN", "SECRET"):
+        assert f"[{kind}]" in text
+    assert "[EMAIL" not in text and "[PHONE" not in text  # faked, not bracketed
+    # Counted per example, and each example carries the two exchanges before it as context.
+    assert dataset.source["redaction"] == {
+        "examples": 5,
+        "examples_changed": 5,
+        "surrogates": {"EMAIL": 3, "PHONE": 3},
+        "secrets_removed": {"CARD": 3, "IBAN": 2, "SECRET": 1},
+        "dropped": 0,
+    }
+
+
+def test_a_meeting_dataset_stays_learnable_and_records_what_was_replaced(tmp_path, store):
+    file = tmp_path / "meetings.jsonl"
+    records = []
+    for system, email, answer in meeting_examples():
+        messages = [{"role": "system", "content": system}, *chat(email, answer)]
+        records.append(json.dumps({"messages": messages}) + "\n")
+    file.write_text("".join(records))
+
+    dataset = build_from_jsonl(store, file, min_examples=10)
+    rebuilt = build_from_jsonl(store, file, min_examples=10)
+
+    assert rebuilt.sha256 == dataset.sha256
+    text = dataset.train_path.read_text() + dataset.val_path.read_text()
+    for meeting in MEETINGS:
+        for real in personal_values(meeting):
+            assert real not in text
+    for messages in examples_in(dataset):
+        email, answer = messages[-2]["content"], messages[-1]["content"]
+        assert [value for value in answer_values(json.loads(answer)) if value not in email] == []
+    summary = ScrubSummary(**load_dataset(store, dataset.id).source["redaction"])
+    assert summary.examples == summary.examples_changed == len(MEETINGS) and summary.dropped == 0
+    assert summary.surrogates["EMAIL"] == len(MEETINGS) and summary.secrets_removed == {}
 
 
 def test_duplicates_are_dropped_after_normalising_case_and_spaces(tmp_path, store):
