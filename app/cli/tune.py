@@ -305,7 +305,8 @@ def adapters() -> None:
 @click.option("--task", "task_id", type=int, help="Only this task's adapters.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per adapter.")
 def adapters_list(task_id: int | None, as_json: bool) -> None:
-    """Adapters, newest first: id, base model, task, status and evaluation figures."""
+    """Adapters, newest first: id, base model, task, status and evaluation figures (the task's by the
+    measure it was scored by: exact match, JSON field match or similarity)."""
     from engine.store import Store
     from engine.tuning import adapters as registry
 
@@ -314,6 +315,7 @@ def adapters_list(task_id: int | None, as_json: bool) -> None:
         if as_json:
             record = adapter.as_dict()
             record["figures"] = {} if gate is None else asdict(gate.figures)
+            record["measure"] = adapter.evaluation.measure
             _emit(record)
             continue
         shown = "not evaluated"
@@ -321,8 +323,8 @@ def adapters_list(task_id: int | None, as_json: bool) -> None:
             task, general = gate.figures.task, gate.figures.general
             active = "" if task.active is None else f" active {_percent(task.active)}"
             shown = (
-                f"task {_percent(task.base)} → {_percent(task.candidate)}{active} · general "
-                f"{_percent(general.base)} → {_percent(general.candidate)}"
+                f"task ({task.measure_name}) {_percent(task.base)} → {_percent(task.candidate)}{active} · "
+                f"general {_percent(general.base)} → {_percent(general.candidate)}"
             )
         click.echo(
             f"#{adapter.id:<4} {adapter.status:<9} task {adapter.task_id!s:<4} {adapter.base_model_id:<24} "

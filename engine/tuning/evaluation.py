@@ -5,10 +5,19 @@ Two measurements, both through llama.cpp on the quantised base exactly as the ad
 (greedy decoding, temperature 0, a fixed seed, short answers):
 
 - **Task score**, on the dataset's validation split. Each example's last assistant message is the
-  reference; the messages before it are the prompt. When the reference is JSON, the answer scores the
-  share of the reference's fields it reproduces (0 when it is not valid JSON); otherwise 1 for an exact
-  match after normalising (case, spacing, surrounding quotes, final punctuation) and the token F1
-  (SQuAD-style overlap of the two bags of words) otherwise. The task score is the mean.
+  reference; the messages before it are the prompt. The task is scored by what its user gets, with one
+  measure chosen from its references (``choose_measure``):
+
+  - ``json_fields`` when every reference is JSON: 1 when the answer holds valid JSON whose fields all
+    equal the reference's (strings compared after normalising), else 0. A record with one field
+    wrong is of no use to whoever parses it, so it earns nothing.
+  - ``exact`` when every reference is short (one line, at most ``SHORT_ANSWER_CHARS``): 1 for an exact
+    match after normalising (case, spacing, surrounding quotes, final punctuation), else 0. A date or a
+    label that is nearly right is wrong.
+  - ``similarity`` for longer free text: the token F1 (SQuAD-style overlap of the two bags of words),
+    1 for an exact match.
+
+  The task score is the mean, and the measure's name is recorded beside it.
 - **General score**, on a regression set shipped in ``resources/general_eval.jsonl``: short questions
   of every kind (facts, arithmetic, word tasks, instructions) that the default base answers right, and
   still answers right under four small random LoRA adapters (normal weights, std 0.02, rank 8): items
@@ -31,7 +40,7 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +50,10 @@ from engine.eval_sets import read_jsonl
 from engine.paths import shipped_file
 
 GENERAL_SET = "resources/general_eval.jsonl"
+SHORT_ANSWER_CHARS = 40
+EXACT, JSON_FIELDS, SIMILARITY = "exact", "json_fields", "similarity"
+# What each measure is called in a sentence ("task 69% by exact match").
+MEASURE_NAMES = {EXACT: "exact match", JSON_FIELDS: "JSON field match", SIMILARITY: "similarity"}
 GENERAL_TOLERANCE = 0.10
 GENERAL_MAX_TOKENS = 48
 SEED = 0
@@ -83,15 +96,34 @@ def token_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def score_answer(prediction: str, reference: str) -> AnswerScore:
-    """Score an answer: field match for a JSON reference, exact match or token F1 for text."""
+def choose_measure(references: list[str]) -> str:
+    """The measure a task is scored by, from its references: ``json_fields`` when all are JSON,
+    ``exact`` when all are short, ``similarity`` otherwise."""
+    if references and all(isinstance(_as_json(text), dict | list) for text in references):
+        return JSON_FIELDS
+    if references and all(_is_short(text) for text in references):
+        return EXACT
+    return SIMILARITY
+
+
+def _is_short(text: str) -> bool:
+    text = text.strip()
+    return len(text) <= SHORT_ANSWER_CHARS and "\n" not in text
+
+
+def score_answer(prediction: str, reference: str, measure: str = SIMILARITY) -> AnswerScore:
+    """Score an answer by ``measure``; every measure also records exact match and, for JSON, validity
+    and the share of fields reproduced, so a report can say how close a wrong answer came."""
     expected = _as_json(reference)
     if isinstance(expected, dict | list):
-        return _score_json(prediction, expected)
+        scored = _score_json(prediction, expected)
+        if measure == SIMILARITY:
+            return scored
+        return replace(scored, score=float(scored.exact))
     if normalise(prediction) == normalise(reference):
         return AnswerScore(score=1.0, exact=True, similarity=1.0)
     similarity = token_f1(prediction, reference)
-    return AnswerScore(score=similarity, exact=False, similarity=similarity)
+    return AnswerScore(score=similarity if measure == SIMILARITY else 0.0, exact=False, similarity=similarity)
 
 
 def _as_json(text: str) -> Any:
@@ -134,7 +166,9 @@ def _score_json(prediction: str, expected: dict | list) -> AnswerScore:
         field_match = (matched or 0) / len(expected)
     else:
         field_match = float(_same_value(predicted, expected))
-    exact = predicted == expected
+    exact = field_match == 1.0 and (
+        not isinstance(expected, dict) or (isinstance(predicted, dict) and set(predicted) == set(expected))
+    )
     return AnswerScore(score=field_match, exact=exact, json_valid=True, field_match=field_match)
 
 
@@ -148,6 +182,7 @@ class TaskScore:
     examples: int
     score: float
     exact_match: float
+    measure: str = SIMILARITY  # records from before measures were chosen scored similarity
     json_examples: int = 0
     json_valid: float | None = None
     field_match: float | None = None
@@ -178,9 +213,11 @@ def evaluate_task(
     cancel: threading.Event | None = None,
     on_progress: Progress | None = None,
 ) -> TaskScore:
-    """Score ``backend`` (plus ``adapter``) on chat records whose last message is the reference."""
+    """Score ``backend`` (plus ``adapter``) on chat records whose last message is the reference, by the
+    measure the references call for (the same for every contender, as they share the records)."""
     if not records:
         raise TuningError("There are no validation examples to evaluate on; build a bigger dataset.")
+    measure = choose_measure([split_example(messages)[1] for messages in records])
     started = time.perf_counter()
     scores: list[AnswerScore] = []
     mistakes: list[dict[str, str]] = []
@@ -189,7 +226,7 @@ def evaluate_task(
         prompt, reference = split_example(messages)
         options = GenerationOptions(max_tokens=answer_budget(reference), temperature=0.0, seed=SEED)
         answer = drain(backend.stream_chat(prompt, options, adapter=adapter)).text.strip()
-        scored = score_answer(answer, reference)
+        scored = score_answer(answer, reference, measure)
         scores.append(scored)
         if not scored.exact and len(mistakes) < MISTAKES_KEPT:
             mistakes.append({"prompt": prompt[-1]["content"], "expected": reference, "answer": answer})
@@ -201,6 +238,7 @@ def evaluate_task(
         examples=len(scores),
         score=_mean(s.score for s in scores),
         exact_match=_mean(float(s.exact) for s in scores),
+        measure=measure,
         json_examples=len(json_scores),
         json_valid=_mean(float(s.json_valid) for s in json_scores) if json_scores else None,
         field_match=_mean(s.field_match for s in json_scores) if json_scores else None,
@@ -338,12 +376,18 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class TaskFigures:
-    """The task scores the gate compared: the base's, the candidate's and the active adapter's."""
+    """The task scores the gate compared: the base's, the candidate's and the active adapter's, all by
+    one ``measure``."""
 
     base: float
     candidate: float
     active: float | None
     examples: int
+    measure: str = SIMILARITY  # figures from before measures were chosen are similarity scores
+
+    @property
+    def measure_name(self) -> str:
+        return MEASURE_NAMES.get(self.measure, self.measure)
 
 
 @dataclass(frozen=True)
@@ -394,6 +438,11 @@ class AdapterEvaluation:
         return self.gate is not None and self.gate.promote
 
     @property
+    def measure(self) -> str | None:
+        """The name of the measure the task was scored by (None before any evaluation)."""
+        return None if self.gate is None else self.gate.figures.task.measure_name
+
+    @property
     def verdict(self) -> str:
         """The gate's word for it: passed, rejected, or not evaluated."""
         if self.gate is None:
@@ -441,24 +490,28 @@ def gate(
     within ``tolerance`` of the base on the general set (both measured on the candidate's base)."""
     if candidate.general is None or base.general is None:
         raise TuningError("The gate needs the general-set scores of both the candidate and its base.")
+    measure = candidate.task.measure
+    if any(other.task.measure != measure for other in (base, active) if other is not None):
+        raise TuningError("The gate compares task scores by one measure; evaluate every contender anew.")
+    named = f"task ({MEASURE_NAMES.get(measure, measure)})"
     reasons: list[str] = []
     promote = True
     task, general = candidate.task.score, candidate.general.score
     if task > base.task.score:
-        reasons.append(f"task: {_percent(task)} beats the base's {_percent(base.task.score)}")
+        reasons.append(f"{named}: {_percent(task)} beats the base's {_percent(base.task.score)}")
     else:
         promote = False
-        reasons.append(f"task: {_percent(task)} does not beat the base's {_percent(base.task.score)}")
+        reasons.append(f"{named}: {_percent(task)} does not beat the base's {_percent(base.task.score)}")
     if active is not None:
         if task > active.task.score:
             reasons.append(
-                f"task: {_percent(task)} beats active adapter {active.adapter_id}'s "
+                f"{named}: {_percent(task)} beats active adapter {active.adapter_id}'s "
                 f"{_percent(active.task.score)}"
             )
         else:
             promote = False
             reasons.append(
-                f"task: {_percent(task)} does not beat active adapter {active.adapter_id}'s "
+                f"{named}: {_percent(task)} does not beat active adapter {active.adapter_id}'s "
                 f"{_percent(active.task.score)}"
             )
     floor = base.general.score - tolerance
@@ -479,6 +532,7 @@ def gate(
             candidate=round(task, 4),
             active=None if active is None else round(active.task.score, 4),
             examples=candidate.task.examples,
+            measure=measure,
         ),
         GeneralFigures(
             base=round(base.general.score, 4),

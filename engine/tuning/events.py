@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar
 
-from engine.tuning.evaluation import Evaluation, GateDecision, GateFigures, TaskScore
+from engine.tuning.evaluation import MEASURE_NAMES, Evaluation, GateDecision, GateFigures, TaskScore
 
 # Where each stage starts on the job's progress bar; training fills most of it.
 STAGE_PROGRESS = {
@@ -372,7 +372,10 @@ def describe(event: JobEvent) -> str:
                 "examples."
             )
         case BaseScored():
-            return f"{event.model_id} scores {percent(event.measured.score)} zero-shot on the task."
+            return (
+                f"{event.model_id} scores {percent(event.measured.score)} zero-shot on the task by "
+                f"{_measure(event.measured)}."
+            )
         case BaseChosen():
             return f"Base model: {event.model_id} ({_why_this_base(event)})."
         case Dequantising():
@@ -410,7 +413,7 @@ def describe(event: JobEvent) -> str:
             if measured.adapter_id is not None:
                 name += f" (adapter #{measured.adapter_id})"
             general = "" if measured.general is None else f", general set {percent(measured.general.score)}"
-            return f"{name}: task {percent(measured.task.score)}{general}."
+            return f"{name}: task {percent(measured.task.score)} by {_measure(measured.task)}{general}."
         case GateDecided():
             verdict = "promoted" if event.decision.promote else "rejected"
             return f"Adapter #{event.adapter_id} {verdict}: " + "; ".join(event.decision.reasons) + "."
@@ -443,6 +446,10 @@ def _why_this_base(event: BaseChosen) -> str:
     return "best zero-shot score: " + ", ".join(
         f"{model} {percent(score)}" for model, score in event.scores.items()
     )
+
+
+def _measure(score: TaskScore) -> str:
+    return MEASURE_NAMES.get(score.measure, score.measure)
 
 
 def _job(event: JobEvent) -> str:

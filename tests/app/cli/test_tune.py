@@ -4,7 +4,7 @@ the command line. The whole tuning job runs in tests/engine/test_tuning_pipeline
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 from click.testing import CliRunner
@@ -56,7 +56,18 @@ def test_adapters_are_listed_newest_first_with_their_figures(registered):
     assert records[0]["base_model_id"] == BASE and records[0]["task_id"] == task_id
     lines = understudy("adapters", "list").output.splitlines()
     assert lines[0].startswith(f"#{turned_down.id}") and "rejected" in lines[0]
-    assert "task 20% → 90% · general 97% → 94%" in lines[1]
+    assert "task (similarity) 20% → 90% · general 97% → 94%" in lines[1]
+
+
+def test_adapters_list_names_the_measure_the_task_was_scored_by(adapter_file):
+    store = Store.open()
+    exact = replace(FIGURES, task=replace(FIGURES.task, base=0.0, candidate=0.69, measure="exact"))
+    adapter = adapters.register_candidate(store, adapter_file, BASE, named_task(store, "isodate"))
+    adapters.record_evaluation(store, adapter.id, gated(True, figures=exact))
+    store.close()
+    assert "task (exact match) 0% → 69% · general" in understudy("adapters", "list").output
+    record = json.loads(understudy("adapters", "list", "--json").output)
+    assert (record["measure"], record["figures"]["task"]["measure"]) == ("exact match", "exact")
 
 
 def test_promote_needs_the_gate_unless_forced_and_rollback_goes_back(registered):

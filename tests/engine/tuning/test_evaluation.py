@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from engine.backends import Completion
 from engine.errors import TrainingCancelled, TuningError
 from engine.store import Store
 from engine.tuning import evaluation
@@ -17,6 +18,7 @@ from engine.tuning.evaluation import (
     GeneralScore,
     TaskFigures,
     TaskScore,
+    choose_measure,
     evaluate_general,
     evaluate_task,
     gate,
@@ -73,6 +75,31 @@ def test_a_json_reference_scores_the_fields_reproduced():
     assert score_answer('{"name": "Ada"}', "[1, 2]").score == 0.0
 
 
+def test_the_measure_follows_the_tasks_answers():
+    assert choose_measure(['{"date": "2026-03-04"}', "[1, 2]"]) == "json_fields"
+    assert choose_measure(["2026-03-04", "2027-01-15T09:30"]) == "exact"
+    assert choose_measure(["2026-03-04", "A long answer, " * 5]) == "similarity"
+    assert choose_measure(["two\nlines"]) == "similarity"
+
+
+def test_json_fields_give_nothing_for_a_record_with_one_field_wrong():
+    reference = json.dumps({"title": "Budget review", "attendees": ["Kenji Mori", "Ada Byron"]})
+    bracketed = '{"title": "Budget review", "attendees": ["[Kenji Mori]", "[Ada Byron]"]}'
+    similar = score_answer(bracketed, reference)
+    strict = score_answer(bracketed, reference, "json_fields")
+    assert (similar.score, strict.score, strict.field_match, strict.json_valid) == (0.5, 0.0, 0.5, True)
+    assert score_answer('{"title": "budget  review", "attendees": ["Kenji Mori", "Ada Byron"]}', reference,
+                        "json_fields").score == 1.0  # fmt: skip
+    extra = score_answer('{"title": "Budget review", "attendees": [], "room": 4}', reference, "json_fields")
+    assert extra.score == 0.0
+
+
+def test_exact_gives_nothing_for_a_nearly_right_date():
+    assert score_answer("2026-03-05", "2026-03-04").similarity > 0
+    assert score_answer("2026-03-05", "2026-03-04", "exact").score == 0.0
+    assert score_answer(" 2026-03-04. ", "2026-03-04", "exact").score == 1.0
+
+
 # The shipped regression set ----------------------------------------------------------------------
 
 
@@ -118,7 +145,8 @@ def test_an_adapters_evaluation_reads_back_as_it_was_recorded():
     assert set(stored) == {"base", "candidate", "gate"}
     assert AdapterEvaluation.from_dict(stored) == recorded
     assert (recorded.passed, recorded.verdict) == (True, "passed")
-    assert recorded.reasons.startswith("task: 90.0% beats the base's 20.0%; general: ")
+    assert recorded.reasons.startswith("task (similarity): 90.0% beats the base's 20.0%; general: ")
+    assert recorded.measure == "similarity"
     never = AdapterEvaluation.from_dict({})
     assert (never.passed, never.verdict, never.reasons, never.as_dict()) == (False, "not evaluated", "", {})
 
@@ -140,6 +168,58 @@ def test_the_gate_rejects_a_candidate_no_better_or_harmful(candidate, base, acti
     decision = gate(candidate, base, active)
     assert not decision.promote
     assert any(why in reason for reason in decision.reasons), decision.reasons
+
+
+class Scripted:
+    """A backend that answers each prompt with the answer a test scripted for it."""
+
+    def __init__(self, answers: dict[str, str]):
+        self.answers = answers
+
+    def stream_chat(self, messages, options, cancel=None, adapter=None):
+        answer = self.answers[messages[-1]["content"]]
+        yield answer
+        return Completion(answer, "stop", 0, 0, None, 0.0, None)
+
+
+def examples(pairs: list[tuple[str, str]]) -> list[list[dict[str, str]]]:
+    return [[{"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in pairs]
+
+
+def test_a_json_task_that_is_similar_but_wrong_is_rejected():
+    """The meeting specialist that wrapped every attendee in brackets: close by similarity, useless."""
+    records = examples(
+        [
+            (f"Meeting {n}?", json.dumps({"day": f"2026-03-0{n}", "attendees": ["Kenji Mori"]}))
+            for n in range(1, 6)
+        ]
+    )
+    base_answers = {f"Meeting {n}?": "I cannot tell." for n in range(1, 6)}
+    tuned_answers = {
+        f"Meeting {n}?": json.dumps({"day": f"2026-03-0{n}", "attendees": ["[Kenji Mori]"]})
+        for n in range(1, 6)
+    }
+    base_task = evaluate_task(Scripted(base_answers), records)
+    tuned_task = evaluate_task(Scripted(tuned_answers), records)
+    assert (tuned_task.measure, tuned_task.score, tuned_task.field_match) == ("json_fields", 0.0, 0.5)
+    general = GeneralScore(items=35, passed=34, score=34 / 35)
+    decision = gate(
+        Evaluation("candidate", BASE, 7, tuned_task, general),
+        Evaluation("base", BASE, None, base_task, general),
+        None,
+    )
+    assert not decision.promote
+    assert decision.reasons[0] == "task (JSON field match): 0.0% does not beat the base's 0.0%"
+    assert decision.figures.task.measure == "json_fields"
+
+
+def test_an_isodate_task_is_scored_by_exact_match():
+    records = examples([("next Friday", "2026-03-06"), ("tomorrow at nine", "2026-03-03T09:00")])
+    nearly = evaluate_task(
+        Scripted({"next Friday": "2026-03-07", "tomorrow at nine": "2026-03-03T09:00"}), records
+    )
+    assert (nearly.measure, nearly.score, nearly.exact_match) == ("exact", 0.5, 0.5)
+    assert nearly.similarity == pytest.approx(0.5 + 0.5 * 2 / 3)
 
 
 def test_the_gate_needs_general_scores():

@@ -28,15 +28,19 @@ MISTAKE = {
     "answer": "A bird.",
 }
 TASK_SCORE = {
-    "examples": 2, "score": 0.1964, "exact_match": 0.0, "json_examples": 0, "json_valid": None,
+    "examples": 2, "score": 0.1964, "exact_match": 0.0, "measure": "similarity", "json_examples": 0,
+    "json_valid": None,
     "field_match": None, "similarity": 0.1964, "seconds": 0.4738, "mistakes": [MISTAKE],
 }  # fmt: skip
 GENERAL_SCORE = {"items": 47, "passed": 44, "score": 0.9362, "seconds": 12.5, "failed_prompts": ["2 + 2?"]}
 FIGURES = {
-    "task": {"base": 0.1964, "candidate": 1.0, "active": None, "examples": 2},
+    "task": {"base": 0.1964, "candidate": 1.0, "active": None, "examples": 2, "measure": "similarity"},
     "general": {"base": 0.9787, "candidate": 0.9362, "tolerance": 0.1, "items": 47},
 }
-REASONS = ["task: 100.0% beats the base's 19.6%", "general: 93.6% is within 10 points of the base's 97.9%"]
+REASONS = [
+    "task (similarity): 100.0% beats the base's 19.6%",
+    "general: 93.6% is within 10 points of the base's 97.9%",
+]
 
 # One line of each kind, as the job's log and `understudy tune --json` write it, with the renderer's words.
 LINES = [
@@ -63,7 +67,7 @@ LINES = [
     ),
     (
         {"job_id": 3, "event": "base_score", "model_id": "smollm2", **TASK_SCORE},
-        "smollm2 scores 19.6% zero-shot on the task.",
+        "smollm2 scores 19.6% zero-shot on the task by similarity.",
     ),
     (
         {"job_id": 3, "event": "base", "model_id": "smollm2", "how": "--base", "scores": {"smollm2": 0.1964},
@@ -116,18 +120,18 @@ LINES = [
     (
         {"job_id": 3, "event": "eval", "role": "candidate", "model_id": "smollm2", "adapter_id": 4,
          "task": TASK_SCORE, "general": GENERAL_SCORE},
-        "Candidate (adapter #4): task 19.6%, general set 93.6%.",
+        "Candidate (adapter #4): task 19.6% by similarity, general set 93.6%.",
     ),
     (
         {"job_id": 3, "event": "eval", "role": "active", "model_id": "smollm2", "adapter_id": 2,
          "task": TASK_SCORE, "general": None},
-        "Active (adapter #2): task 19.6%.",
+        "Active (adapter #2): task 19.6% by similarity.",
     ),
     (
         {"job_id": 3, "event": "gate", "adapter_id": 4, "promote": True, "reasons": REASONS,
          "figures": FIGURES},
-        "Adapter #4 promoted: task: 100.0% beats the base's 19.6%; general: 93.6% is within 10 points of the "
-        "base's 97.9%.",
+        "Adapter #4 promoted: task (similarity): 100.0% beats the base's 19.6%; general: 93.6% is within "
+        "10 points of the base's 97.9%.",
     ),
     (
         {"job_id": 3, "event": "warning", "message": "the active adapter cannot be measured: gone"},
