@@ -375,6 +375,29 @@ def m010_import_identity(db: sqlite_utils.Database) -> None:
     db.execute("CREATE UNIQUE INDEX imported_records_by_conversation ON imported_records(conversation_id)")
 
 
+@migration
+def m011_dataset_choices(db: sqlite_utils.Database) -> None:
+    """The user's say over a task's dataset: one example (a turn, or an escalation's cloud answer) kept or
+    left out, or a whole source left out; every later build of the task honours it."""
+    db.execute(
+        """
+        CREATE TABLE dataset_choices (
+            id INTEGER PRIMARY KEY,
+            task_id INTEGER NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+            turn_id INTEGER REFERENCES turns(id) ON DELETE CASCADE,
+            escalation_id INTEGER REFERENCES escalations(id) ON DELETE CASCADE,
+            source TEXT,
+            included INTEGER NOT NULL CHECK (included IN (0, 1)),
+            created_utc TEXT NOT NULL,
+            CHECK ((turn_id IS NOT NULL) + (escalation_id IS NOT NULL) + (source IS NOT NULL) = 1)
+        )
+        """
+    )
+    db.execute("CREATE UNIQUE INDEX dataset_choices_by_turn ON dataset_choices(task_id, turn_id)")
+    db.execute("CREATE UNIQUE INDEX dataset_choices_by_escalation ON dataset_choices(task_id, escalation_id)")
+    db.execute("CREATE UNIQUE INDEX dataset_choices_by_source ON dataset_choices(task_id, source)")
+
+
 def applied(db: sqlite_utils.Database) -> set[str]:
     if "_migrations" not in db.table_names():
         return set()

@@ -1,4 +1,5 @@
-"""Task datasets: which logged turns are kept, teacher answers, context, scrubbing, dedupe, the split."""
+"""Task datasets: which logged turns are kept and why, teacher answers, the user's choices, context,
+scrubbing, dedupe, the split."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import json
 import pytest
 
 from engine.errors import TuningError, UnderstudyError
+from engine.log_import import import_chat_jsonl
 from engine.redact import ScrubSummary
-from engine.store import ModelCallRecord, Store, TurnRecord, utc_now
+from engine.store import ModelCallRecord, Store, ToolCallRecord, TurnRecord, utc_now
 from engine.tuning.datasets import (
     build_from_jsonl,
     build_from_log,
+    choose_examples,
+    dataset_examples,
     load_dataset,
     named_task,
     read_records,
@@ -28,7 +32,9 @@ def store():
     store.close()
 
 
-def log_turn(store, conversation_id, user_text, answer_text, task_id=None, rating=None, **fields) -> int:
+def log_turn(
+    store, conversation_id, user_text, answer_text, task_id=None, rating=None, finish_reason="stop", **fields
+) -> int:
     turn_id = store.log_turn(
         TurnRecord(
             conversation_id=conversation_id,
@@ -43,6 +49,7 @@ def log_turn(store, conversation_id, user_text, answer_text, task_id=None, ratin
                         {"role": "system", "content": "Answer briefly."},
                         {"role": "user", "content": user_text},
                     ],
+                    finish_reason=finish_reason,
                 )
             ],
             **fields,
@@ -55,7 +62,7 @@ def log_turn(store, conversation_id, user_text, answer_text, task_id=None, ratin
     return turn_id
 
 
-def add_teacher_example(store, task_type: str, question: str, answer: str, turn_id=None) -> None:
+def add_teacher_example(store, task_type: str, question: str, answer: str, turn_id=None) -> int:
     payload = {"model": "m", "messages": [{"role": "user", "content": question}]}
     with store.transaction():
         escalation_id = store.insert(
@@ -83,6 +90,7 @@ def add_teacher_example(store, task_type: str, question: str, answer: str, turn_
                 "created_utc": utc_now(),
             },
         )
+    return escalation_id
 
 
 def examples_in(dataset) -> list[list[dict]]:
@@ -93,29 +101,154 @@ def answers_in(dataset) -> set[str]:
     return {messages[-1]["content"] for messages in examples_in(dataset)}
 
 
-def test_the_log_gives_rated_up_and_accepted_turns_and_teacher_answers(store):
+def verdicts(store, task) -> dict[str, tuple[bool, str, str]]:
+    """Each candidate's answer: whether it is in, its category and its reason."""
+    return {e.answer: (e.included, e.category, e.reason) for e in dataset_examples(store, task)}
+
+
+def test_teacher_and_accepted_answers_are_kept_and_negative_signals_left_out(store):
     task = named_task(store, "Unit conversion")
     other = named_task(store, "poems")
     first = store.create_conversation("units")
-    log_turn(store, first, "How many cm in an inch?", "2.54 cm.", task, rating=1)  # rated up
-    log_turn(store, first, "And in a foot?", "30.48 cm.", task)  # accepted: the user went on
-    log_turn(store, first, "And in a yard?", "Bad answer.", task, rating=-1)  # rated down
-    log_turn(store, first, "And in a mile?", "160934 cm.", task)  # last and unrated: not kept
+    log_turn(store, first, "How many cm in an inch?", "2.54 cm.", task, rating=1)
+    log_turn(store, first, "And in a foot?", "30.48 cm.", task)
+    log_turn(store, first, "And in a yard?", "Bad answer.", task, rating=-1)
+    log_turn(store, first, "And in a mile?", "160934 cm.", task)  # last and unrated: still accepted
     second = store.create_conversation("more units")
     replaced = log_turn(store, second, "Feet in a metre?", "Wrong first try.", task)
     log_turn(store, second, "Feet in a metre?", "About 3.28 feet.", task, rating=1, replaces=[replaced])
+    edited = log_turn(store, second, "Inches in a metre", "Unclear ask.", task)
+    log_turn(store, second, "Inches in a metre?", "About 39.37 in.", task, replaces=[edited])
+    asked = log_turn(store, second, "Miles in a league?", "No idea.", task)
+    asked_escalation = add_teacher_example(store, "unit conversion", "Miles in a league?", "3 miles.", asked)
+    failed_tool = ToolCallRecord("convert", "{}", "low", "allowed", "policy", error="unit unknown")
+    log_turn(store, second, "Knots in km/h?", "1.852 km/h.", task, tool_calls=[failed_tool])
     log_turn(store, second, "A poem please", "Roses are red.", other, rating=1)  # another task
-    add_teacher_example(store, "unit conversion", "Grams in a pound?", "About 453.6 g.")
+    teacher = add_teacher_example(store, "unit conversion", "Grams in a pound?", "About 453.6 g.")
     add_teacher_example(store, "poems", "A haiku?", "Old pond, frog.")
+
+    seen = verdicts(store, task)
+
+    assert seen["About 453.6 g."] == (True, "teacher", f"teacher: escalation #{teacher} (p:m)")
+    assert seen["3 miles."] == (True, "teacher", f"teacher: escalation #{asked_escalation} (p:m)")
+    assert seen["2.54 cm."] == (True, "rated_up", "accepted: rated up")
+    accepted = "accepted: local answer, no negative signal, as long as the teacher's answers"
+    for answer in ("30.48 cm.", "160934 cm.", "About 39.37 in."):
+        assert seen[answer] == (True, "accepted", accepted)
+    assert seen["Bad answer."] == (False, "rated_down", "rated down")
+    assert seen["Wrong first try."][:2] == (False, "replaced")
+    assert seen["Wrong first try."][2].startswith("regenerated")
+    assert seen["Unclear ask."][2].startswith("edited and resent")
+    assert seen["No idea."] == (
+        False, "asked_cloud", f"the cloud was asked instead (escalation #{asked_escalation})"
+    )  # fmt: skip
+    assert seen["1.852 km/h."] == (False, "tool_failed", "a tool call failed (convert: unit unknown)")
+    assert "Roses are red." not in seen and "Old pond, frog." not in seen
 
     dataset = build_from_log(store, task_id=task, min_examples=3)
 
-    assert answers_in(dataset) == {"2.54 cm.", "30.48 cm.", "About 3.28 feet.", "About 453.6 g."}
-    assert dataset.n_train + dataset.n_val == 4 and dataset.n_val >= 1
+    assert answers_in(dataset) == {answer for answer, (included, *_) in seen.items() if included}
     source = json.loads(next(store.db.query("SELECT source_json FROM datasets"))["source_json"])
-    assert source["rated_up"] == 2 and source["accepted"] == 1 and source["rated_down"] == 1
-    assert source["not_kept"] == 1 and source["teacher_examples"] == 1
+    assert source["kept"] == {"teacher": 2, "rated_up": 2, "accepted": 3}
+    assert source["left_out"] == {"replaced": 2, "rated_down": 1, "asked_cloud": 1, "tool_failed": 1}
     assert load_dataset(store, dataset.id).sha256 == dataset.sha256
+
+
+def import_teacher_history(store, tmp_path, task, answers: list[str], model="gpt-4o") -> None:
+    """Imported conversations answered by a teacher model, assigned to ``task``."""
+    file = tmp_path / "history.jsonl"
+    file.write_text(
+        "".join(
+            json.dumps({"model": model, "messages": chat(f"Extract the invoice {number}", answer)}) + "\n"
+            for number, answer in enumerate(answers)
+        )
+    )
+    import_chat_jsonl(store, file)
+    with store.transaction():
+        store.db.execute("UPDATE turns SET cluster_id = ? WHERE imported = 1", [task])
+
+
+def test_an_imported_teacher_history_without_ratings_is_a_dataset(store, tmp_path):
+    task = named_task(store, "invoices")
+    answers = [json.dumps({"number": number, "total": number * 7}) for number in range(60)]
+    import_teacher_history(store, tmp_path, task, answers)
+
+    dataset = build_from_log(store, task)
+
+    assert dataset.n_train + dataset.n_val == 60
+    assert dataset.source["kept"] == {"teacher": 60} and dataset.source["left_out"] == {}
+    reasons = {example.reason for example in dataset_examples(store, task)}
+    assert reasons == {"teacher: imported from gpt-4o"}
+
+
+def test_local_answers_must_look_like_the_teachers_json(store, tmp_path):
+    task = named_task(store, "invoices")
+    import_teacher_history(
+        store, tmp_path, task, ['{"number": 1, "total": 7}', '{"number": 2, "total": 14}', "not JSON"]
+    )
+    conversation = store.create_conversation("local")
+    log_turn(store, conversation, "Extract invoice 10", '{"number": 10, "total": 70}', task)
+    log_turn(store, conversation, "Extract invoice 11", "Invoice 11 totals 77.", task)
+    log_turn(store, conversation, "Extract invoice 12", '{"invoice": 12}', task)
+    log_turn(store, conversation, "Extract invoice 13", '{"number": 13, "to', task, finish_reason="length")
+    log_turn(store, conversation, "Extract invoice 10", '{"number": 10, "total": 70}', task)
+
+    seen = {e.turn_id: (e.included, e.category, e.reason) for e in dataset_examples(store, task)}
+    local = sorted(seen)[-5:]
+
+    assert seen[local[0]] == (
+        True, "accepted", "accepted: local answer, no negative signal, valid JSON, the teacher's shape"
+    )  # fmt: skip
+    assert seen[local[1]] == (False, "invalid_json", "not valid JSON, and the teacher's answers are")
+    assert seen[local[2]] == (False, "wrong_shape", "JSON shaped {invoice}, the teacher's {number, total}")
+    assert seen[local[3]][:2] == (False, "cut_at_limit")
+    assert seen[local[4]] == (False, "near_duplicate", f"a near-duplicate of turn {local[0]}")
+
+
+def test_plain_local_answers_must_be_about_as_long_as_the_teachers(store, tmp_path):
+    task = named_task(store, "summaries")
+    import_teacher_history(
+        store, tmp_path, task, ["A summary of forty characters, or near.", "Short one here."]
+    )
+    conversation = store.create_conversation("local")
+    fine = log_turn(store, conversation, "Summarise this", "A fair summary of the text.", task)
+    long = log_turn(store, conversation, "Summarise that", "word " * 40, task)
+
+    seen = {e.turn_id: e for e in dataset_examples(store, task)}
+
+    assert seen[fine].included and seen[fine].category == "accepted"
+    assert (seen[long].included, seen[long].category) == (False, "wrong_shape")
+    assert seen[long].reason == "200 characters, the teacher's answers take 7-78"
+
+
+def test_the_users_choices_change_the_next_build(store, tmp_path):
+    task = named_task(store, "invoices")
+    answers = [json.dumps({"number": number, "total": number * 7}) for number in range(12)]
+    import_teacher_history(store, tmp_path, task, answers)
+    conversation = store.create_conversation("local")
+    rejected = log_turn(store, conversation, "Extract invoice 40", "no", task, rating=-1)
+    first_imported = min(e.turn_id for e in dataset_examples(store, task) if e.source == "import")
+
+    choose_examples(store, task, included=False, turn_id=first_imported)
+    choose_examples(store, task, included=True, turn_id=rejected)
+    chosen = {e.turn_id: e for e in dataset_examples(store, task)}
+    dataset = build_from_log(store, task)
+
+    assert (chosen[first_imported].included, chosen[first_imported].reason) == (False, "excluded by you")
+    assert chosen[rejected].included
+    assert chosen[rejected].reason == "included by you; the rules left it out: rated down"
+    assert dataset.n_train + dataset.n_val == 12 and "no" in answers_in(dataset)
+
+    choose_examples(store, task, included=False, source="import")
+    assert [e.turn_id for e in dataset_examples(store, task) if e.included] == [rejected]
+    with pytest.raises(TuningError, match=r"Only 1 usable example .*12 excluded by user"):
+        build_from_log(store, task)
+
+    choose_examples(store, task, included=True, source="import")
+    rebuilt = build_from_log(store, task)
+    assert rebuilt.n_train + rebuilt.n_val == 12
+    with pytest.raises(TuningError, match="one of escalation, cloud, import, local"):
+        choose_examples(store, task, included=False, source="everything")
 
 
 def test_an_example_carries_its_system_prompt_and_recent_context(store):
