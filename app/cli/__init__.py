@@ -13,6 +13,7 @@ from app.cli.bench import bench
 from app.cli.chat import chat
 from app.cli.cloud import cloud, escalations
 from app.cli.common import UnderstudyGroup
+from app.cli.datasets import datasets
 from app.cli.discovery import discover, report, route, tasks
 from app.cli.logs import logs
 from app.cli.mcp import mcp
@@ -53,6 +54,7 @@ for command in (
     tasks,
     report,
     tune,
+    datasets,
     jobs_command,
     adapters,
 ):
