@@ -140,29 +140,63 @@ def tune(
 
 
 @tune.command("run-due")
+@click.option(
+    "--budget-minutes",
+    type=click.FloatRange(0),
+    help="Queue no more training than this (default: what is left of the nightly window).",
+)
+@click.option("--ignore-window", is_flag=True, help="Plan and run now, in the window or not.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def tune_run_due(as_json: bool) -> None:
-    """Run the oldest queued job if the schedule allows it now (for timers and the app)."""
+def tune_run_due(budget_minutes: float | None, ignore_window: bool, as_json: bool) -> None:
+    """Queue a job for each task with enough new examples (busiest replaceable tasks first, within
+    the time budget), then run the oldest queued job if the schedule allows it now (for timers and
+    the app)."""
     make_openmp_wait_passively()
     from engine.store import Store
     from engine.tuning.pipeline import run_due
+    from engine.tuning.planner import plan_due_jobs, queue_due_jobs
     from engine.tuning.scheduler import PsutilMachine, load_schedule
 
     store = Store.open()
+    schedule = load_schedule()
+    now = datetime.now().astimezone()
+    budget = None if budget_minutes is None else budget_minutes * 60
+    plan = queue_due_jobs(store, plan_due_jobs(store, now, schedule, budget, ignore_window))
+    for planned in plan:
+        if as_json:
+            _emit({"event": "planned", **planned.as_dict()})
+        elif planned.queued:
+            click.echo(f"Queued job #{planned.job_id} for {planned.label}: {planned.reason}.")
+        else:
+            click.echo(f"Skipped {planned.label}: {planned.reason}.")
+    if ignore_window:
+        schedule = schedule.model_copy(update={"window_start": "00:00", "window_end": "00:00"})
     cancel = threading.Event()
     with _stop_requests_set(cancel):
         finished, reason = run_due(
-            store,
-            PsutilMachine(),
-            datetime.now().astimezone(),
-            load_schedule(),
-            echo=_printer(as_json),
-            cancel=cancel,
+            store, PsutilMachine(), now, schedule, echo=_printer(as_json), cancel=cancel
         )
     if finished is None:
         _printer(as_json)(NothingDue(reason))
         return
     _exit_for(finished)
+
+
+@tune.command("last-night")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def tune_last_night(as_json: bool) -> None:
+    """What the jobs since the tuning window last opened came to: tasks now served locally, adapters
+    the gate rejected and why, jobs that failed."""
+    from engine.store import Store
+    from engine.tuning.overview import last_night
+    from engine.tuning.scheduler import load_schedule
+
+    night = last_night(Store.open(), datetime.now().astimezone(), load_schedule())
+    if as_json:
+        _emit(night.as_dict())
+        return
+    for line in night.lines():
+        click.echo(line)
 
 
 @tune.command("cancel")

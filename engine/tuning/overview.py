@@ -6,15 +6,17 @@ with its evaluation; recent jobs; the schedule; and the training speed measured 
   needs, kept here so the app never writes any).
 - ``training_speed`` and ``how_long``: how long tuning a task takes, in words, from a measured speed.
 - ``training_history``: a finished job's training steps, read back from its log.
+- ``last_night``: what the jobs since the window last opened came to, for the morning.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from engine.errors import TuningError
 from engine.store import Store
@@ -261,3 +263,68 @@ class TrainingHistory:
 
 def training_history(job: Job) -> TrainingHistory:
     return TrainingHistory([event for event in jobs.read_log(job) if isinstance(event, TrainingStep)])
+
+
+# What last night came to -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NightOutcome:
+    """One job of the night: the task it tuned, the adapter it made and why it ended as it did."""
+
+    job_id: int
+    task_id: int | None
+    label: str
+    adapter_id: int | None
+    why: str
+
+
+@dataclass(frozen=True)
+class LastNight:
+    """The jobs that ended since the tuning window last opened: the tasks now served locally, the
+    adapters the gate rejected, and the jobs that failed or were cancelled."""
+
+    since: datetime
+    served: list[NightOutcome] = field(default_factory=list)
+    rejected: list[NightOutcome] = field(default_factory=list)
+    failed: list[NightOutcome] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The summary in plain words, one line each."""
+        if not (self.served or self.rejected or self.failed):
+            return [f"No tuning job has ended since {self.since:%Y-%m-%d %H:%M}."]
+        return (
+            [f"{o.label} is now served locally by adapter #{o.adapter_id} ({o.why})." for o in self.served]
+            + [f"{o.label}: adapter #{o.adapter_id} was rejected: {o.why}." for o in self.rejected]
+            + [f"{o.label}: job #{o.job_id} {o.why}." for o in self.failed]
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"since": self.since.isoformat(timespec="minutes")}
+
+
+def last_night(store: Store, now: datetime, settings: ScheduleSettings) -> LastNight:
+    """What the jobs that ended since the window last opened (at or before ``now``) came to."""
+    opening = now.replace(
+        hour=settings.start_time().hour, minute=settings.start_time().minute, second=0, microsecond=0
+    )
+    if opening > now:
+        opening -= timedelta(days=1)
+    labels = {row["id"]: row["label"] for row in store.db.query("SELECT id, label FROM tasks")}
+    night = LastNight(since=opening)
+    for job in reversed(jobs.list_jobs(store, limit=RECENT_JOBS)):
+        if job.finished_utc is None or datetime.fromisoformat(job.finished_utc) < opening:
+            continue
+        label = labels.get(job.task_id, job.subject)
+        result = job.result
+        if result is not None and result.promoted:
+            night.served.append(
+                NightOutcome(job.id, job.task_id, label, result.adapter_id, result.reasons[0])
+            )
+        elif result is not None:
+            why = "; ".join(result.reasons)
+            night.rejected.append(NightOutcome(job.id, job.task_id, label, result.adapter_id, why))
+        else:
+            why = f"{job.status}: {job.error}" if job.error else job.status
+            night.failed.append(NightOutcome(job.id, job.task_id, label, None, why))
+    return night

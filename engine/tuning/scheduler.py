@@ -3,7 +3,8 @@ and never beside another job.
 
 The rules are one pure function, ``should_start``, fed the time and the machine's readings, so tests
 inject them; ``PsutilMachine`` reads the real ones. Nothing here runs on its own: ``understudy tune
-run-due`` asks these rules and runs the oldest queued job when they allow it. Wire it to a timer
+run-due`` queues the tasks that are due (``engine.tuning.planner``), asks these rules and runs the
+oldest queued job when they allow it. Wire it to a timer
 (cron ``*/15 * * * * understudy tune run-due``, a systemd user timer, Task Scheduler, launchd) or let
 the desktop app call it while it is open.
 
@@ -119,6 +120,22 @@ def next_window_start(now: datetime, settings: ScheduleSettings) -> datetime:
         hour=settings.start_time().hour, minute=settings.start_time().minute, second=0, microsecond=0
     )
     return opening if opening > now else opening + timedelta(days=1)
+
+
+def window_seconds_left(now: datetime, settings: ScheduleSettings) -> float:
+    """How long the window stays open from ``now``; its whole length when it is closed (a run that
+    ignores the window gets as long as a night would give it)."""
+    start = now.replace(
+        hour=settings.start_time().hour, minute=settings.start_time().minute, second=0, microsecond=0
+    )
+    end = now.replace(
+        hour=settings.end_time().hour, minute=settings.end_time().minute, second=0, microsecond=0
+    )
+    if settings.start_time() == settings.end_time():
+        return timedelta(days=1).total_seconds()
+    if not in_window(now, settings):
+        return (end - start).total_seconds() % timedelta(days=1).total_seconds()
+    return (end - now).total_seconds() % timedelta(days=1).total_seconds()
 
 
 def should_start(
