@@ -619,15 +619,25 @@ class QtTuningSection(QWidget):
         return options
 
     def run_due(self) -> None:
-        """Start ``understudy tune run-due`` when a job is queued and nothing runs (the timer's tick)."""
+        """The timer's tick: start the tuning worker (``tune run-due``) when nothing runs and either a job
+        is queued or, inside the nightly window, a task has enough new examples to be queued."""
         if self.worker is not None:
             return
 
         def queued() -> bool:
+            from datetime import datetime
+
             from engine.tuning import jobs
+            from engine.tuning.planner import plan_due_jobs
+            from engine.tuning.scheduler import load_schedule
 
             store = thread_store()
-            return jobs.next_queued(store) is not None and not jobs.running(store)
+            if jobs.running(store):
+                return False
+            if jobs.next_queued(store) is not None:
+                return True
+            plan = plan_due_jobs(store, datetime.now().astimezone(), load_schedule())
+            return any(planned.queued for planned in plan)
 
         def start(any_queued: bool) -> None:
             if any_queued and self.worker is None:

@@ -28,7 +28,7 @@ from app.qt.tuning_process import worker_command
 from engine import catalog, paths
 from engine.bench.swap import write_random_adapter
 from engine.settings import Settings
-from engine.store import Store, utc_now
+from engine.store import Store, TurnRecord, utc_now
 from engine.tuning import adapters, jobs
 from engine.tuning.datasets import named_task
 from engine.tuning.evaluation import GateFigures, GeneralFigures, TaskFigures
@@ -473,6 +473,26 @@ def test_the_timer_runs_a_queued_job_when_the_schedule_allows(qtbot, section, st
         section.run_due()
     assert (finished.args[0].status, finished.args[0].job_id) == ("failed", queued.id)
     assert jobs.get(store, queued.id).status == "failed"
+
+
+def test_in_the_window_the_timer_queues_a_task_with_enough_new_examples_and_runs_it(qtbot, section, store):
+    save_schedule(
+        ScheduleSettings(window_start="00:00", window_end="00:00", require_idle=False, require_ac_power=False)
+    )
+    task_id = named_task(store, "snorfle")
+    for question in QUESTIONS:
+        turn_id = store.log_turn(
+            TurnRecord(
+                conversation_id=None, user_text=question, model_id=BASE, answer_text="Laughing while eating."
+            )
+        )
+        with store.transaction():
+            store.db.execute("UPDATE turns SET cluster_id = ? WHERE id = ?", [task_id, turn_id])
+    assert jobs.next_queued(store) is None
+    with qtbot.waitSignal(section.job_finished, timeout=REPLAY_TIMEOUT_MS) as finished:
+        section.run_due()
+    job = jobs.get(store, finished.args[0].job_id)
+    assert (job.task_id, job.status) == (task_id, "succeeded")
 
 
 def test_schedule_settings_are_saved_and_shown_again(qtbot, section, context):
