@@ -7,6 +7,7 @@ import re
 import sys
 
 import pytest
+from meeting_examples import MEETINGS, answer_values, meeting_examples, personal_values
 
 from engine import redact as redact_module
 from engine.bench.redact import bench_redact
@@ -21,7 +22,6 @@ from engine.redact import (
     restore,
     scrub_for_training,
 )
-from tests.support.meeting_examples import MEETINGS, answer_values, meeting_examples, personal_values
 
 
 def wide(text: str) -> str:

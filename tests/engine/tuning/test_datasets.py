@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from meeting_examples import MEETINGS, answer_values, meeting_examples, personal_values
 
 from engine.errors import TuningError, UnderstudyError
 from engine.log_import import import_chat_jsonl
@@ -20,7 +21,6 @@ from engine.tuning.datasets import (
     named_task,
     read_records,
 )
-from tests.support.meeting_examples import MEETINGS, answer_values, meeting_examples, personal_values
 
 MODEL = "smollm2-135m-instruct"
 

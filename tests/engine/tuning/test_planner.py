@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from tuning_records import tune_result
 
 from engine.store import ModelCallRecord, Store, TurnRecord
 from engine.tuning import jobs
@@ -13,7 +14,6 @@ from engine.tuning.datasets import named_task
 from engine.tuning.overview import last_night
 from engine.tuning.planner import plan_due_jobs, queue_due_jobs
 from engine.tuning.scheduler import ScheduleSettings
-from tests.support.tuning_records import tune_result
 
 MODEL = "smollm2-135m-instruct"
 NIGHT = datetime(2026, 11, 10, 2, 0).astimezone()
