@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from app.cli import bench, cli
-from app.cli.common import print_figures
+from app.cli.common import emit_json, print_figures
 from engine.errors import UnderstudyError
 
 
@@ -50,7 +50,52 @@ def bench_startup(rounds: int, as_json: bool) -> None:
     print_figures(run(rounds=rounds), as_json)
 
 
+@click.group("serve", invoke_without_command=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
+@click.option("--allow-remote", is_flag=True, help="Allow a --host other machines can reach.")
+@click.option("--json", "as_json", is_flag=True, help='First line: {"event": "listening", "url", "token"}.')
+@click.pass_context
+def serve_command(ctx: click.Context, host: str, port: int, allow_remote: bool, as_json: bool) -> None:
+    """Serve the models to other programs: an OpenAI-compatible API (chat completions, tools) on
+    this machine. Every request needs the token (`understudy serve token`) and is logged."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from app.gateway import access
+    from app.gateway.server import serve
+
+    if not access.is_loopback(host):
+        if not allow_remote:
+            raise click.UsageError(
+                f"{host} can be reached from other machines; add --allow-remote to mean it"
+            )
+        click.echo(
+            f"warning: serving on {host}: anyone on the network with the token can use your models "
+            "and read nothing else; the traffic is not encrypted",
+            err=True,
+        )
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/v1"
+    token = access.gateway_token()
+
+    def listening() -> None:
+        if as_json:
+            emit_json({"event": "listening", "url": url, "token": token})
+        else:
+            click.echo(f"Serving on {url} (token: `understudy serve token`); Ctrl-C stops")
+
+    serve(host, port, on_listening=listening)
+
+
+@serve_command.command("token")
+def serve_token() -> None:
+    """Print the gateway's token (made on first use), for a client's Authorization header."""
+    from app.gateway import access
+
+    click.echo(access.gateway_token())
+
+
 cli.add_command(app_command)
+cli.add_command(serve_command)
 bench.add_command(bench_startup)
 
 

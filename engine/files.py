@@ -25,20 +25,21 @@ LOCK_SUFFIX = ".lock"
 LOCK_TIMEOUT_S = 30.0
 
 
-def write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str, mode: int = 0o666) -> None:
     """Replace ``path`` with ``text`` (UTF-8) atomically."""
-    write_bytes(path, text.encode("utf-8"))
+    write_bytes(path, text.encode("utf-8"), mode)
 
 
-def write_bytes(path: Path, data: bytes) -> None:
+def write_bytes(path: Path, data: bytes, mode: int = 0o666) -> None:
     """Replace ``path`` with ``data`` atomically.
 
     The partial file is created new (``O_EXCL``), so a link planted at its name is never followed: the
-    note tool writes into folders other programs can write to as well.
+    note tool writes into folders other programs can write to as well. ``mode`` (before the umask) holds
+    from creation, so a secret written with 0o600 is never readable by others, not even for a moment.
     """
     with publishing(path) as partial:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-        with os.fdopen(os.open(partial, flags, 0o666), "wb") as file:
+        with os.fdopen(os.open(partial, flags, mode), "wb") as file:
             file.write(data)
 
 

@@ -398,6 +398,28 @@ def m011_dataset_choices(db: sqlite_utils.Database) -> None:
     db.execute("CREATE UNIQUE INDEX dataset_choices_by_source ON dataset_choices(task_id, source)")
 
 
+@migration
+def m012_gateway_calls(db: sqlite_utils.Database) -> None:
+    """A turn asked through the OpenAI-compatible gateway: which client asked, the request exactly as
+    sent (messages, tools, options), where it was answered and the function calls returned."""
+    db.execute(
+        """
+        CREATE TABLE gateway_calls (
+            turn_id INTEGER PRIMARY KEY REFERENCES turns(id) ON DELETE CASCADE,
+            created_utc TEXT NOT NULL,
+            client TEXT NOT NULL,
+            user_agent TEXT NOT NULL,
+            requested_model TEXT NOT NULL,
+            answered_by TEXT NOT NULL,
+            route TEXT NOT NULL,
+            request_json TEXT NOT NULL,
+            function_calls_json TEXT NOT NULL,
+            finish_reason TEXT
+        )
+        """
+    )
+
+
 def applied(db: sqlite_utils.Database) -> set[str]:
     if "_migrations" not in db.table_names():
         return set()
