@@ -1,0 +1,68 @@
+"""`understudy serve` as a user starts it: the listening line, the token, a clean stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import fake_backend
+import openai
+from cloud_stand_in import free_port
+from understudy_command import run_understudy
+
+
+def test_serve_prints_its_address_and_token_and_stops_on_sigint(fake_model):
+    port = free_port()
+    command = [sys.executable, fake_backend.__file__, "serve", "--port", str(port), "--json"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ
+    ) as server:
+        try:
+            listening = json.loads(server.stdout.readline())
+            assert listening["event"] == "listening"
+            assert listening["url"] == f"http://127.0.0.1:{port}/v1"
+            assert listening["token"] == run_understudy("serve", "token").stdout.strip()
+            client = openai.OpenAI(base_url=listening["url"], api_key=listening["token"], max_retries=0)
+            assert "auto" in [model.id for model in client.models.list()]
+            client.close()
+            server.send_signal(signal.SIGINT)
+            # uvicorn shuts down, then re-raises the signal: the usual status of an interrupted command.
+            assert server.wait(30) == 130
+            assert "Traceback" not in server.stderr.read()
+        finally:
+            server.kill()
+
+
+def test_a_remote_address_needs_allow_remote():
+    result = run_understudy("serve", "--host", "0.0.0.0")
+    assert result.returncode != 0
+    assert "--allow-remote" in result.stderr
+
+
+def test_requests_while_the_model_loads_get_503(gateway):
+    import app.gateway.server  # noqa: F401  (the running app's module)
+
+    running = gateway.client()
+    state = _gateway_state()
+    state.ready.clear()
+    try:
+        try:
+            running.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
+        except openai.InternalServerError as error:
+            assert error.status_code == 503
+        else:
+            raise AssertionError("a request before the model was ready was answered")
+    finally:
+        state.ready.set()
+
+
+def _gateway_state():
+    import gc
+
+    from app.gateway.server import Gateway
+
+    (state,) = [thing for thing in gc.get_objects() if isinstance(thing, Gateway)]
+    return state
