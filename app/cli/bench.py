@@ -79,3 +79,13 @@ def bench_route(decisions: int, turns: int, model_id: str | None, encoder: str |
     from engine.bench.route import bench_route as run
 
     print_figures(run(decisions=decisions, turns=turns, model_id=model_id, encoder_name=encoder), as_json)
+
+
+@bench.command("discover")
+@click.option("--encoder", type=click.Choice(["static-minilm-l6-v2-pca256", "all-MiniLM-L6-v2"]))
+@click.option("--json", "as_json", is_flag=True)
+def bench_discover(encoder: str | None, as_json: bool) -> None:
+    """Discovery's purity and outliers, and held-out placement, on the shipped synthetic logs."""
+    from engine.bench.discover import bench_discover as run
+
+    print_figures(run(encoder_name=encoder), as_json)
