@@ -285,7 +285,9 @@ def _choose_call(
 ) -> tuple[list[FunctionCall], Completion]:
     """The model's function call under a grammar of the offered schemas, or none when it may decline."""
     include_none = request.function_choice == AUTO
-    asked = choice_messages(offered, messages, include_none)
+    # The one-tool prompt fills a chosen tool; with several to choose from the prompt lists them all
+    # (and mentions declining, which the grammar then rules out when a call is required).
+    asked = choice_messages(offered, messages, include_none or len(offered) > 1)
     options = GenerationOptions(
         max_tokens=max(CHOICE_OPTIONS.max_tokens, request.options.max_tokens),
         temperature=request.options.temperature,

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -15,11 +16,20 @@ class RunningGateway:
     url: str
     token: str
     port: int
+    state: Any  # the server's Gateway
+    clients: list = field(default_factory=list)
 
     def client(self, **options):
+        """An openai SDK client, closed when the test ends."""
         import openai
 
-        return openai.OpenAI(base_url=self.url, api_key=self.token, max_retries=0, **options)
+        client = openai.OpenAI(base_url=self.url, api_key=self.token, max_retries=0, **options)
+        self.clients.append(client)
+        return client
+
+    def close_clients(self) -> None:
+        for client in self.clients:
+            client.close()
 
 
 def start_gateway():
@@ -38,13 +48,18 @@ def start_gateway():
     while not (server.started and app.state.gateway.ready.is_set()):
         assert time.monotonic() < deadline and thread.is_alive(), "the gateway did not start"
         time.sleep(0.02)
-    return server, thread, RunningGateway(f"http://127.0.0.1:{port}/v1", gateway_token(), port)
+    return (
+        server,
+        thread,
+        RunningGateway(f"http://127.0.0.1:{port}/v1", gateway_token(), port, app.state.gateway),
+    )
 
 
 @pytest.fixture
 def gateway(fake_model):
     server, thread, running = start_gateway()
     yield running
+    running.close_clients()
     server.should_exit = True
     thread.join(30)
 
@@ -53,5 +68,6 @@ def gateway(fake_model):
 def real_gateway():
     server, thread, running = start_gateway()
     yield running
+    running.close_clients()
     server.should_exit = True
     thread.join(30)

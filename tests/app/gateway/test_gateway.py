@@ -143,8 +143,10 @@ def test_json_schema_response_format_constrains_the_answer(gateway, fake_model):
 
 
 def test_a_wrong_token_is_refused(gateway):
-    client = openai.OpenAI(base_url=gateway.url, api_key="wrong", max_retries=0)
-    with pytest.raises(openai.AuthenticationError) as refused:
+    with (
+        openai.OpenAI(base_url=gateway.url, api_key="wrong", max_retries=0) as client,
+        pytest.raises(openai.AuthenticationError) as refused,
+    ):
         client.models.list()
     assert refused.value.body["code"] == "invalid_api_key"
 

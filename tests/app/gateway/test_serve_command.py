@@ -10,6 +10,7 @@ import sys
 
 import fake_backend
 import openai
+import pytest
 from cloud_stand_in import free_port
 from understudy_command import run_understudy
 
@@ -43,26 +44,12 @@ def test_a_remote_address_needs_allow_remote():
 
 
 def test_requests_while_the_model_loads_get_503(gateway):
-    import app.gateway.server  # noqa: F401  (the running app's module)
-
-    running = gateway.client()
-    state = _gateway_state()
-    state.ready.clear()
+    gateway.state.ready.clear()
     try:
-        try:
-            running.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
-        except openai.InternalServerError as error:
-            assert error.status_code == 503
-        else:
-            raise AssertionError("a request before the model was ready was answered")
+        with pytest.raises(openai.InternalServerError) as refused:
+            gateway.client().chat.completions.create(
+                model="auto", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert refused.value.status_code == 503
     finally:
-        state.ready.set()
-
-
-def _gateway_state():
-    import gc
-
-    from app.gateway.server import Gateway
-
-    (state,) = [thing for thing in gc.get_objects() if isinstance(thing, Gateway)]
-    return state
+        gateway.state.ready.set()
