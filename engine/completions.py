@@ -20,7 +20,7 @@ from typing import Any
 from engine import backends
 from engine.backends import Backend, Completion, GenerationOptions, LoadOptions, Message
 from engine.catalog import Catalog
-from engine.errors import AdapterError, ToolError, UnderstudyError
+from engine.errors import AdapterError, ContextLengthError, ToolError, UnderstudyError, UnknownModelError
 from engine.router import Router, write_decision
 from engine.store import ModelCallRecord, Store, TurnRecord, utc_now
 from engine.tools.calling import (
@@ -36,14 +36,6 @@ from engine.tuning import adapters
 AUTO = "auto"
 SPECIALIST_PREFIX = "understudy/task-"
 CLOUD_NOT_CONSENTED = "cloud not consented"
-
-
-class ContextLengthError(UnderstudyError):
-    """The messages do not fit the model's context with room for the answer."""
-
-
-class UnknownModelError(UnderstudyError):
-    """A model name that is neither the generalist, a served specialist nor ``auto``."""
 
 
 @dataclass(frozen=True)

@@ -87,3 +87,11 @@ class EscalationError(UnderstudyError):
 
 class KeyringError(UnderstudyError):
     """No secure keychain to hold an API key."""
+
+
+class ContextLengthError(UnderstudyError):
+    """The messages do not fit the model's context with room for the answer."""
+
+
+class UnknownModelError(UnderstudyError):
+    """A model name that is neither the generalist, a served specialist nor ``auto``."""

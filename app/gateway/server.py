@@ -26,8 +26,8 @@ from app.gateway.config import load_gateway_config
 from engine import backends, completions
 from engine.agent import Agent
 from engine.catalog import Catalog, load_catalog
-from engine.completions import ChatRequest, ContextLengthError, Route, UnknownModelError
-from engine.errors import UnderstudyError
+from engine.completions import ChatRequest, Route
+from engine.errors import ContextLengthError, UnderstudyError, UnknownModelError
 from engine.router import Router
 from engine.settings import load_settings
 from engine.store import Store
