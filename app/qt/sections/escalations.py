@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QHBoxLayout,
     QHeaderView,
@@ -20,7 +19,6 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSplitter,
-    QTableWidget,
     QTableWidgetItem,
     QTextBrowser,
     QVBoxLayout,
@@ -29,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from app.qt.context import AppContext
 from app.qt.widgets.provider_form import QtProviderForm
+from app.qt.widgets.tables import read_only_table
 from app.qt.workers import GenerationJob, run_in_background, start_generation, thread_store
 
 if TYPE_CHECKING:
@@ -75,13 +74,7 @@ class QtEscalationsSection(QWidget):
         top.addWidget(self.spend_label)
         top.addWidget(self.provider_button)
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setAccessibleName("Escalations")
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.verticalHeader().hide()
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table = read_only_table(COLUMNS, "Escalations", fit_columns=False)
         self.table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
         self.table.itemSelectionChanged.connect(self._on_selection_changed)
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
@@ -22,7 +21,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSplitter,
-    QTableWidget,
     QTableWidgetItem,
     QTextBrowser,
     QVBoxLayout,
@@ -32,6 +30,7 @@ from PySide6.QtWidgets import (
 from app.qt.context import AppContext
 from app.qt.widgets.charts import QtTimeSeriesChart
 from app.qt.widgets.formatting import money, percent
+from app.qt.widgets.tables import read_only_table
 from app.qt.workers import run_in_background, thread_store
 
 COLUMNS = (
@@ -104,13 +103,7 @@ class QtInsightsSection(QWidget):
         buttons.addWidget(self.markdown_button)
         buttons.addWidget(self.html_button)
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setAccessibleName("Tasks")
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.verticalHeader().hide()
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table = read_only_table(COLUMNS, "Tasks", fit_columns=False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
@@ -363,13 +356,13 @@ class QtInsightsSection(QWidget):
 
         def run(report_progress):
             from engine import embeddings
-            from engine.discovery import discover
+            from engine.discovery import ModelNamer, discover
 
             if not embeddings.is_built():
                 report_progress("Building the encoder (once, about two minutes)…")
             encoder = embeddings.load_encoder()
             report_progress("Discovering tasks…")
-            return discover(thread_store(), encoder=encoder)
+            return discover(thread_store(), encoder=encoder, namer=ModelNamer())
 
         def done(result) -> None:
             self._idle()

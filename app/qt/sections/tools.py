@@ -11,7 +11,6 @@ import shlex
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -23,13 +22,13 @@ from PySide6.QtWidgets import (
     QListWidget,
     QMessageBox,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from app.qt.context import AppContext
+from app.qt.widgets.tables import read_only_table
 from app.qt.workers import run_in_background
 
 
@@ -42,12 +41,9 @@ class QtToolsSection(QWidget):
     def __init__(self, context: AppContext, parent=None):
         super().__init__(parent)
         self.context = context
-        self.table = QTableWidget(0, 5)
-        self.table.setAccessibleName("Tools")
-        self.table.setHorizontalHeaderLabels(["Tool", "Risk", "Source", "Rule", "What it does"])
-        self.table.verticalHeader().hide()
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table = read_only_table(
+            ("Tool", "Risk", "Source", "Rule", "What it does"), "Tools", fit_columns=False
+        )
         self.table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
         self.ask_button = QPushButton("Ask every time")
         self.allow_button = QPushButton("Always allow")
@@ -80,12 +76,11 @@ class QtToolsSection(QWidget):
             "unless you choose Always allow; the model can never change that."
         )
         note.setWordWrap(True)
-        self.servers = QTableWidget(0, 5)
-        self.servers.setAccessibleName("MCP servers")
-        self.servers.setHorizontalHeaderLabels(["MCP server", "Status", "Tools", "Trusted", "Command line"])
-        self.servers.verticalHeader().hide()
-        self.servers.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.servers.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.servers = read_only_table(
+            ("MCP server", "Status", "Tools", "Trusted", "Command line"),
+            "MCP servers",
+            fit_columns=False,
+        )
         self.servers.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
         self.add_server_button = QPushButton("Add server…")
         self.add_server_button.setAccessibleName("Add an MCP server (it does not run until approved)")

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QTime, QTimer, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QFileDialog,
     QFormLayout,
@@ -31,7 +30,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSplitter,
-    QTableWidget,
     QTableWidgetItem,
     QTabWidget,
     QTimeEdit,
@@ -43,6 +41,7 @@ from app.qt.context import AppContext
 from app.qt.tuning_process import JobOutcome, QtTuneProcess, WorkerCommand, worker_command
 from app.qt.widgets.charts import QtTimeSeriesChart
 from app.qt.widgets.formatting import percent
+from app.qt.widgets.tables import read_only_table
 from app.qt.workers import run_in_background, thread_store
 from engine.tuning.adapters import Adapter
 from engine.tuning.events import (
@@ -128,7 +127,7 @@ class QtTuningSection(QWidget):
         self.summary.setWordWrap(True)
         self.summary.setAccessibleName("Tuning summary")
 
-        self.task_table = self._table(TASK_COLUMNS, "Tasks")
+        self.task_table = read_only_table(TASK_COLUMNS, "Tasks")
         self.task_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.task_table.itemSelectionChanged.connect(self._on_task_selected)
         self.tune_button = QPushButton("Tune now")
@@ -217,19 +216,8 @@ class QtTuningSection(QWidget):
             self.run_due_timer.start(run_due_interval_ms)
         self._update_controls()
 
-    def _table(self, columns: tuple[str, ...], name: str) -> QTableWidget:
-        table = QTableWidget(0, len(columns))
-        table.setAccessibleName(name)
-        table.setHorizontalHeaderLabels(columns)
-        table.verticalHeader().hide()
-        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        return table
-
     def _evaluations_tab(self) -> QWidget:
-        self.adapter_table = self._table(ADAPTER_COLUMNS, "Adapters of the selected task")
+        self.adapter_table = read_only_table(ADAPTER_COLUMNS, "Adapters of the selected task")
         self.adapter_table.horizontalHeader().setSectionResizeMode(
             ADAPTER_COLUMNS.index("Why"), QHeaderView.ResizeMode.Stretch
         )
@@ -262,7 +250,7 @@ class QtTuningSection(QWidget):
         return tab
 
     def _jobs_tab(self) -> QWidget:
-        self.job_table = self._table(JOB_COLUMNS, "Tuning jobs")
+        self.job_table = read_only_table(JOB_COLUMNS, "Tuning jobs")
         self.job_table.horizontalHeader().setSectionResizeMode(
             JOB_COLUMNS.index("Outcome"), QHeaderView.ResizeMode.Stretch
         )
