@@ -4,23 +4,29 @@
    ``embeddings`` table under the encoder's name, so a re-run embeds only new requests (and a change
    of encoder re-embeds everything).
 2. Cluster with scikit-learn's HDBSCAN (Euclidean distance on unit vectors, which orders pairs as
-   cosine distance does). Its parameters grow with the log: ``min_cluster_size = clamp(round(0.8 *
-   sqrt(n)), 5, 200)`` (15 for 350 requests, 25 for 1,000, 80 for 10,000), so a task needs a
-   noticeable share of a small log but not of a large one; ``min_samples = max(2, min_cluster_size //
-   5)``, small, so dense regions are not eaten by the noise label. Above ``LARGE_LOG`` requests it
-   clusters the top ``LARGE_LOG_DIMENSIONS`` principal components instead of all dimensions: 10,000
-   requests (20 synthetic blobs) take 5 s instead of 200 s (on the sample log, 32 components cost
-   purity 1.00 -> 0.94, so small logs keep every dimension).
-3. Each cluster gets a centroid (normalised mean of its members) and a radius: the 95th percentile of
-   its members' cosine distances to the centroid (at least ``MIN_RADIUS``, and at least
-   ``DEFAULT_RADIUS`` for a cluster too small to measure its spread). An outlier joins the
-   nearest cluster when it lies within ``OUTLIER_RADIUS_FACTOR`` times that cluster's radius; the
-   result reports the outlier share before and after.
-4. Labels: the cluster's most distinctive words by c-TF-IDF, ``tf(t, c) * log(1 + A / f(t))``, with
-   tf the share of the cluster's words that are ``t`` (each word counted once per request), ``A`` the
-   mean number of words per cluster and ``f(t)`` the count of ``t`` over all clusters (the remaining
-   outliers as one more class); English stop words removed. Examples are the requests nearest the
-   centroid.
+   cosine distance does). Every request counts, repeats included: a request made sixty times is sixty
+   points, so an agent's recurring call is a task even with a handful of wordings (deduplicated, it
+   would be a handful of points under any cluster size, and lost to the outliers). The parameters grow
+   with the log: ``min_cluster_size = clamp(round(0.6 * sqrt(n)), 5, 200)`` (11 for 350 requests, 19
+   for 1,000, 60 for 10,000), so a task needs a noticeable share of a small log but not of a large
+   one, and a wording repeated that often is a cluster of its own rather than swallowed by a nearby
+   task (at 0.8 * sqrt(n), an inbox digest worded five ways lost one wording to the email subject
+   lines); ``min_samples = max(2, min_cluster_size // 5)``, small, so dense regions are not eaten by
+   the noise label. Clusters of a few wordings repeated are then joined when close (see
+   ``_merge_phrasings``). Above ``LARGE_LOG`` requests it clusters the top ``LARGE_LOG_DIMENSIONS``
+   principal components instead of all dimensions: 10,000 requests (20 synthetic blobs) take 5 s
+   instead of 200 s (on the sample log, 32 components cost purity 1.00 -> 0.94, so small logs keep
+   every dimension).
+3. Each cluster gets a centroid (normalised mean of its members) and a radius that holds every member
+   with a margin for new wordings (see ``_centroid_and_radius``). An outlier joins the nearest cluster
+   when it lies within that cluster's radius; the result reports the outlier share before and after.
+   The radius is the one boundary of a task: discovery, ``assign`` and the router all use it.
+4. Labels: a task found before keeps its label; a new one is named by an optional ``Namer`` (the CLI
+   and the app ask the default generalist, ``ModelNamer``), falling back to the cluster's most
+   distinctive words by c-TF-IDF, ``tf(t, c) * log(1 + A / f(t))``, with tf the share of the
+   cluster's words that are ``t`` (each word counted once per request), ``A`` the mean number of words
+   per cluster and ``f(t)`` the count of ``t`` over all clusters (the remaining outliers as one more
+   class); English stop words removed. Examples are the requests nearest the centroid.
 5. Ids stay stable: new clusters are matched one-to-one to the previous discovered tasks (retired
    ones too) by centroid with the Hungarian algorithm on cosine distance; a pair counts only when the
    new centroid lies within the old task's radius. Matched tasks keep their id, pin, threshold and
@@ -31,8 +37,10 @@ Tasks the user named or built from a dataset are not clustered; ``place_task`` (
 for those without a centroid in the current encoder's space) gives them a centroid and radius from
 their turns and their datasets' requests, so their specialists can be routed to as well.
 
-``assign`` places one new request without re-clustering: the nearest task, if within
-``OUTLIER_RADIUS_FACTOR`` times its radius.
+``assign`` places one new request without re-clustering: the nearest task, if within its radius.
+
+Measured by ``understudy bench discover`` on the shipped synthetic logs (resources/discovery_eval.jsonl:
+eight agent tasks, two of them a few wordings repeated; resources/task_log_sample.jsonl: seven).
 """
 
 from __future__ import annotations
@@ -42,33 +50,60 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from engine import embeddings
 from engine.embeddings import Encoder
-from engine.errors import DiscoveryError
+from engine.errors import DiscoveryError, UnderstudyError
 from engine.store import Store, utc_now
+
+if TYPE_CHECKING:
+    from engine.backends import Backend
 
 MIN_REQUESTS = 10
 MIN_PLACED_REQUESTS = 3
 MIN_RADIUS = 0.05
-DEFAULT_RADIUS = 0.35  # a typical task's radius in the static encoder's space (0.08 to 0.38 measured)
-FEW_REQUESTS = 20
+DEFAULT_RADIUS = 0.35  # a typical task's radius in the static encoder's space (0.17 to 0.41 on the eval log)
+FEW_DISTINCT = 10  # distinct requests under which a cluster's spread is not measured
+RADIUS_MARGIN = 0.3  # of the median member's distance, added past the farthest member's
 LARGE_LOG = 3000
 LARGE_LOG_DIMENSIONS = 32
-OUTLIER_RADIUS_FACTOR = 1.25
 KEYWORDS = 8
 LABEL_WORDS = 3
 EXAMPLES = 3
 EXAMPLE_CHARS = 200
 EMBED_BATCH = 256
+NAME_TOKENS = 10
+NAME_WORDS = 4
+NAME_SHOTS = (  # worked examples for ``ModelNamer``: (requests, their task's name)
+    (
+        (
+            "Double this recipe for 8 people: 200 g flour, 2 eggs",
+            "Scale the pancake recipe down to 2 servings",
+            "How much butter if I make 1.5x this cake?",
+        ),
+        "recipe scaling",
+    ),
+    (
+        (
+            "Review this Python function for bugs: def add(a, b): return a - b",
+            "Any problems in this diff?",
+            "Look over my pull request and suggest fixes",
+        ),
+        "code review",
+    ),
+)
 EXTRA_STOP_WORDS = frozenset({"please", "thanks", "thank", "like", "just", "want", "need", "hi", "hello"})
 _WORD = re.compile(r"[a-z][a-z0-9+#_-]*[a-z0-9+#]")
+_NAME = re.compile(r"[\w' /+#-]+")
+
+Namer = Callable[[Sequence[str]], str | None]
+"""Proposes a readable name for a new task from a few of its requests; None when it has none."""
 
 
 @dataclass
@@ -150,7 +185,7 @@ def list_tasks(store: Store, include_retired: bool = False) -> list[Task]:
 
 def cluster_parameters(n_requests: int) -> tuple[int, int]:
     """HDBSCAN's (min_cluster_size, min_samples) for a log of ``n_requests``; see the module doc."""
-    min_cluster_size = min(200, max(5, round(0.8 * math.sqrt(n_requests))))
+    min_cluster_size = min(200, max(5, round(0.6 * math.sqrt(n_requests))))
     return min_cluster_size, max(2, min_cluster_size // 5)
 
 
@@ -196,10 +231,14 @@ def embed_turns(store: Store, encoder: Encoder, rows: Sequence[tuple[int, str]])
 
 
 def discover(
-    store: Store, encoder: Encoder | None = None, known_labels: Mapping[int, str] | None = None
+    store: Store,
+    encoder: Encoder | None = None,
+    known_labels: Mapping[int, str] | None = None,
+    namer: Namer | None = None,
 ) -> DiscoveryResult:
     """(Re)build the discovered tasks from the whole log; ``known_labels`` (turn id -> true task)
-    adds the clusters' purity to the result."""
+    adds the clusters' purity to the result. New tasks are named by ``namer`` (see ``name_task``);
+    tasks found before keep their label."""
     started = time.perf_counter()
     encoder = encoder or embeddings.load_encoder()
     rows = requests(store)
@@ -210,7 +249,7 @@ def discover(
         )
     vectors, embedded_now = embed_turns(store, encoder, rows)
     min_cluster_size, min_samples = cluster_parameters(len(rows))
-    members = _hdbscan(vectors, min_cluster_size, min_samples)
+    members = _merge_phrasings(vectors, _hdbscan(vectors, min_cluster_size, min_samples))
     outliers_before = float(np.mean(members < 0))
 
     n_clusters = int(members.max()) + 1 if len(members) else 0
@@ -224,27 +263,43 @@ def discover(
         nearest = distances.argmin(axis=1)
         for index in np.flatnonzero(members < 0):
             cluster = nearest[index]
-            if distances[index, cluster] <= OUTLIER_RADIUS_FACTOR * radii[cluster]:
+            if distances[index, cluster] <= radii[cluster]:
                 assigned[index] = cluster
     outliers_after = float(np.mean(assigned < 0))
 
     texts = [text for _, text in rows]
     keywords = _keywords(texts, assigned, n_clusters)
     task_ids, retired = _match_previous(store, vectors, [turn_id for turn_id, _ in rows], centroids)
+    examples = []
+    for cluster in range(n_clusters):
+        inside = np.flatnonzero(assigned == cluster)
+        order = inside[np.argsort(1.0 - vectors[inside] @ centroids[cluster])]
+        examples.append(list(dict.fromkeys(texts[index][:EXAMPLE_CHARS] for index in order))[:EXAMPLES])
+    kept_labels = {
+        row["id"]: row["label"]
+        for row in store.db.query(
+            "SELECT id, label FROM tasks WHERE id IN (SELECT value FROM json_each(?))",
+            [json.dumps([task_id for task_id in task_ids if task_id is not None])],
+        )
+    }
+    labels = [
+        kept_labels.get(task_id)
+        or name_task(examples[cluster], keywords[cluster], namer)
+        or f"task {cluster + 1}"
+        for cluster, task_id in enumerate(task_ids)
+    ]
     clusters = []
     now = utc_now()
     with store.transaction():
         for cluster in range(n_clusters):
-            inside = np.flatnonzero(assigned == cluster)
-            order = inside[np.argsort(1.0 - vectors[inside] @ centroids[cluster])]
-            examples = list(dict.fromkeys(texts[index][:EXAMPLE_CHARS] for index in order))[:EXAMPLES]
-            label = ", ".join(keywords[cluster][:LABEL_WORDS]) or f"task {cluster + 1}"
+            label = labels[cluster]
+            size = int(np.sum(assigned == cluster))
             values = {
                 "label": label,
                 "keywords_json": json.dumps(keywords[cluster], ensure_ascii=False),
-                "examples_json": json.dumps(examples, ensure_ascii=False),
+                "examples_json": json.dumps(examples[cluster], ensure_ascii=False),
                 "centroid": embeddings.to_blob(centroids[cluster]),
-                "size": len(inside),
+                "size": size,
                 "encoder": encoder.name,
                 "radius": float(radii[cluster]),
                 "updated_utc": now,
@@ -263,8 +318,8 @@ def discover(
                     task_id=task_id,
                     label=label,
                     keywords=keywords[cluster],
-                    size=len(inside),
-                    examples=examples,
+                    size=size,
+                    examples=examples[cluster],
                     radius=round(float(radii[cluster]), 4),
                     new=task_ids[cluster] is None,
                 )
@@ -327,15 +382,60 @@ def _hdbscan(vectors: np.ndarray, min_cluster_size: int, min_samples: int) -> np
     return model.fit_predict(points)
 
 
-def _centroid_and_radius(vectors: np.ndarray) -> tuple[np.ndarray, float]:
-    """The normalised mean and the 95th-percentile distance to it; under ``FEW_REQUESTS`` vectors the
-    spread is not measurable, so the radius is at least a typical task's (``DEFAULT_RADIUS``)."""
+def _merge_phrasings(vectors: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Cluster labels with the clusters of a few phrasings repeated joined, closest first: two clusters
+    of under ``FEW_DISTINCT`` distinct requests each whose centroids lie within ``DEFAULT_RADIUS`` of
+    each other.
+
+    HDBSCAN sees a request repeated verbatim as one infinitely dense point, so an agent's recurring call
+    made in five wordings becomes five clusters. The spread of such a cluster cannot be measured, so it
+    is given a typical task's radius, and another such cluster within that radius is taken for another
+    wording of the same task. Clusters whose spread is measured are left alone: two real tasks can lie
+    that close (ticket triage and meeting extraction, 0.31 apart in the eval log).
+    """
+    members = members.copy()
+    while True:
+        narrow = [
+            cluster
+            for cluster in range(members.max() + 1)
+            if len(np.unique(vectors[members == cluster], axis=0)) < FEW_DISTINCT
+        ]
+        if len(narrow) < 2:
+            return members
+        centroids = np.stack([_centroid(vectors[members == cluster]) for cluster in narrow])
+        distances = 1.0 - centroids @ centroids.T
+        np.fill_diagonal(distances, np.inf)
+        first, second = np.unravel_index(np.argmin(distances), distances.shape)
+        if distances[first, second] > DEFAULT_RADIUS:
+            return members
+        kept, joined = sorted((narrow[first], narrow[second]))
+        members[members == joined] = kept
+        members[members > joined] -= 1
+
+
+def _centroid(vectors: np.ndarray) -> np.ndarray:
+    """The normalised mean: a repeated request weighs as often as it was made."""
     mean = vectors.mean(axis=0)
-    centroid = mean / max(float(np.linalg.norm(mean)), 1e-12)
-    radius = max(MIN_RADIUS, float(np.percentile(1.0 - vectors @ centroid, 95)))
-    if len(vectors) < FEW_REQUESTS:
+    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
+
+def _centroid_and_radius(vectors: np.ndarray) -> tuple[np.ndarray, float]:
+    """The centroid and a radius that holds every member with room for its near neighbours.
+
+    The radius is the farthest member's distance plus ``RADIUS_MARGIN`` times the median one. A
+    percentile would leave its top members outside by construction, and the router would call a task's
+    own requests "at its edge"; the margin, a share of the task's own typical spread, reaches a new
+    wording just past the farthest one seen. Distances are taken over distinct vectors: repeats say how
+    often a request comes, not how widely the task varies. Under ``FEW_DISTINCT`` of them the spread is
+    not measurable, so the radius is at least a typical task's (``DEFAULT_RADIUS``).
+    """
+    centroid = _centroid(vectors)
+    distinct = np.unique(vectors, axis=0)
+    distances = 1.0 - distinct @ centroid
+    radius = max(MIN_RADIUS, float(distances.max()) + RADIUS_MARGIN * float(np.median(distances)))
+    if len(distinct) < FEW_DISTINCT:
         radius = max(radius, DEFAULT_RADIUS)
-    return centroid.astype(np.float32), radius
+    return centroid, radius
 
 
 def _match_previous(
@@ -428,6 +528,76 @@ def _purity(truth: list[str | None], assigned: np.ndarray) -> float:
             by_cluster.setdefault(int(cluster), Counter())[label] += 1
     total = sum(sum(counts.values()) for counts in by_cluster.values())
     return sum(counts.most_common(1)[0][1] for counts in by_cluster.values()) / total if total else 0.0
+
+
+# Naming new tasks ----------------------------------------------------------------------------------
+
+
+def name_task(examples: Sequence[str], keywords: Sequence[str], namer: Namer | None = None) -> str:
+    """A new task's label: the namer's proposal when it is usable (see ``_usable_name``), else its top
+    keywords (empty when it has none); users recognise "ticket triage" sooner than "ticket, team,
+    priority"."""
+    proposal = namer(examples) if namer is not None else None
+    return _usable_name(proposal, examples) or ", ".join(keywords[:LABEL_WORDS])
+
+
+def _usable_name(proposal: str | None, examples: Sequence[str]) -> str | None:
+    """The proposal's first line up to a colon, trimmed of list marks and quotes, when it is 1 to
+    ``NAME_WORDS`` plain words and one of them begins like a word of the examples (its first five
+    letters, so "conversion" counts for "convert"): a small model sometimes answers with code, a
+    sentence, or a worked example's name, and keywords beat all three."""
+    if not proposal:
+        return None
+    name = re.split(r"[\n:]", proposal.strip(), maxsplit=1)[0].strip(" -*\"'`.,;")
+    words = name.lower().split()
+    if not words or len(words) > NAME_WORDS or not _NAME.fullmatch(name):
+        return None
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    seen = {word for example in examples for word in re.findall(r"\w+", example.lower())}
+    grounded = any(
+        len(word) >= 3
+        and word not in ENGLISH_STOP_WORDS
+        and any(other.startswith(word[:5]) for other in seen)
+        for word in words
+    )
+    return name if grounded else None
+
+
+class ModelNamer:
+    """Names new tasks with a local chat model, the default generalist unless ``model_id``: a few greedy
+    tokens per new task, after two worked examples (a 135M model answers with a name only then).
+
+    The model is loaded on the first call; when it cannot be (not installed, unreadable) or fails, this
+    and every later call give None, so discovery keeps keyword labels and never fails for a name.
+    """
+
+    def __init__(self, model_id: str | None = None) -> None:
+        self.model_id = model_id
+        self._backend: Backend | None = None
+        self._unavailable = False
+
+    def __call__(self, examples: Sequence[str]) -> str | None:
+        from engine import backends, catalog
+        from engine.backends import GenerationOptions, drain
+
+        if self._unavailable:
+            return None
+        messages = [{"role": "system", "content": "You name the kind of task that a list of requests share."}]
+        for shot, name in NAME_SHOTS:
+            messages += [
+                {"role": "user", "content": "\n".join(f"- {request}" for request in shot)},
+                {"role": "assistant", "content": name},
+            ]
+        messages.append({"role": "user", "content": "\n".join(f"- {request}" for request in examples)})
+        try:
+            if self._backend is None:
+                self._backend = backends.load(catalog.load_catalog().get(self.model_id))
+            options = GenerationOptions(max_tokens=NAME_TOKENS, temperature=0.0, seed=0)
+            return drain(self._backend.stream_chat(messages, options)).text
+        except UnderstudyError:
+            self._unavailable = True
+            return None
 
 
 def place_task(store: Store, task_id: int, encoder: Encoder | None = None) -> bool:
@@ -524,8 +694,7 @@ def assign(store: Store, request: int | str, encoder: Encoder | None = None) -> 
     """The task of one request, without re-clustering.
 
     ``request`` is a turn id (its vector is cached and its ``cluster_id`` set) or a text (nothing is
-    written). The nearest task counts when the request lies within ``OUTLIER_RADIUS_FACTOR`` times
-    its radius, as in discovery.
+    written). The nearest task counts when the request lies within its radius, as in discovery.
     """
     index = TaskIndex.load(store)
     if index.encoder is None:
@@ -544,7 +713,7 @@ def assign(store: Store, request: int | str, encoder: Encoder | None = None) -> 
             raise DiscoveryError(f"there is no turn {request}")
         vector = embed_turns(store, encoder, [(request, rows[0]["user_text"])])[0][0]
     position, distance, _ = index.nearest(vector)
-    task_id = index.ids[position] if distance <= OUTLIER_RADIUS_FACTOR * index.radii[position] else None
+    task_id = index.ids[position] if distance <= index.radii[position] else None
     if not isinstance(request, str):
         with store.transaction():
             store.db.execute("UPDATE turns SET cluster_id = ? WHERE id = ?", [task_id, request])

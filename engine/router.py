@@ -1,11 +1,12 @@
 """S6, routing: send each request to the task's specialist, the generalist, or propose the cloud.
 
 Before generating, ``Router.decide`` embeds the request and finds the nearest task centroid (cosine
-distance). The request belongs to that task when it lies within ``OUTLIER_RADIUS_FACTOR`` times the
-task's radius (the rule discovery uses); it goes to the task's active specialist adapter when it lies
-within the radius itself (stricter: a narrow specialist is worse than the generalist off its task).
-A task pinned ``always_ask_cloud`` gets target ``cloud``: a PROPOSAL through the consent flow of
-``engine.escalation``; nothing here ever sends anything.
+distance). The request belongs to that task, and goes to its active specialist adapter if it has one,
+when it lies within the task's radius (the rule discovery uses). That radius holds every request the
+task was found from plus a margin for new wordings (see ``engine.discovery``), so a task's own
+requests always reach its specialist, and a request past it is no task's: a narrow specialist is worse
+than the generalist off its task. A task pinned ``always_ask_cloud`` gets target ``cloud``: a PROPOSAL
+through the consent flow of ``engine.escalation``; nothing here ever sends anything.
 
 After generating, ``Router.after_answer`` reads the answer's confidence, the mean log-probability of
 its tokens, and advises proposing the cloud when it is below the task's threshold. ``calibrate`` sets
@@ -35,14 +36,13 @@ from typing import Any
 import numpy as np
 
 from engine import embeddings
-from engine.discovery import OUTLIER_RADIUS_FACTOR, TaskIndex
+from engine.discovery import TaskIndex
 from engine.embeddings import Encoder
 from engine.errors import DiscoveryError, EncoderError
 from engine.store import Store, utc_now
 
 PINS = ("auto", "always_local", "always_ask_cloud", "never_cloud")
 TARGETS = ("specialist", "generalist", "cloud")
-SPECIALIST_RADIUS_FACTOR = 1.0
 DEFAULT_CONFIDENCE_THRESHOLD = -1.0
 BAD_OUTCOMES = ("user_chose_cloud", "escalation_disagreed", "tool_failed")
 GOOD_OUTCOMES = ("user_kept_local", "escalation_agreed")
@@ -177,13 +177,13 @@ class Router:
             "encoder_ms": round(encoder_ms, 3),
             "n_tasks": len(self.index.ids),
         }
-        if distance > OUTLIER_RADIUS_FACTOR * radius:
+        if distance > radius:
             reason = (
                 f"no task is close: the nearest, '{label}', is at {distance:.2f} (its radius {radius:.2f})"
             )
             decision = _decision(None, None, distance, "generalist", None, reason, started, features)
         else:
-            target, chosen, reason = self._target(label, distance, radius, pin, specialist)
+            target, chosen, reason = self._target(label, distance, pin, specialist)
             decision = _decision(task_id, label, distance, target, chosen, reason, started, features)
             decision.pin = pin
             decision.confidence_threshold = DEFAULT_CONFIDENCE_THRESHOLD if threshold is None else threshold
@@ -192,21 +192,13 @@ class Router:
         return decision
 
     def _target(
-        self, label: str, distance: float, radius: float, pin: str, specialist: _Specialist | None
+        self, label: str, distance: float, pin: str, specialist: _Specialist | None
     ) -> tuple[str, _Specialist | None, str]:
         local_target, local_reason = "generalist", f"task '{label}' has no specialist yet"
         chosen = None
         if specialist is not None:
-            if distance <= SPECIALIST_RADIUS_FACTOR * radius:
-                local_target, chosen = "specialist", specialist
-                local_reason = (
-                    f"task '{label}' (distance {distance:.2f}) has specialist {specialist.adapter_id}"
-                )
-            else:
-                local_reason = (
-                    f"task '{label}' has a specialist, but this request is at its edge "
-                    f"({distance:.2f} > radius {radius:.2f})"
-                )
+            local_target, chosen = "specialist", specialist
+            local_reason = f"task '{label}' (distance {distance:.2f}) has specialist {specialist.adapter_id}"
         if pin != "always_ask_cloud":
             return local_target, chosen, local_reason + ("" if pin == "auto" else f"; pinned {pin}")
         unavailable = _cloud_unavailable()

@@ -1,5 +1,7 @@
 """Discovery (S3) on the shipped 350-request log of seven known tasks: purity, outliers, labels, ids
-that stay stable as the log grows, and incremental assignment."""
+that stay stable as the log grows, and incremental assignment; on the shipped eval log of eight agent
+tasks: held-out requests placed in their task, unrelated ones in none, every member within its task's
+radius; a few wordings repeated forming one task; and names for new tasks."""
 
 from __future__ import annotations
 
@@ -7,7 +9,10 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from task_log_sample import TASKS, shipped_records, true_tasks, write_records
+from discovery_eval import COMMIT_PHRASINGS
+from discovery_eval import shipped_records as eval_records
+from fake_backend import Reply
+from task_log_sample import TASKS, request_of, shipped_records, true_tasks, write_records
 
 from engine import discovery, embeddings
 from engine.errors import DiscoveryError
@@ -34,9 +39,10 @@ def store(tmp_path):
     return store
 
 
-def _majorities(store) -> dict[int, str]:
-    """Task id -> the true task most of its requests belong to."""
-    truth = true_tasks(store)
+def _majorities(store, truth: dict[int, str] | None = None) -> dict[int, str]:
+    """Task id -> the true task most of its requests belong to (``truth``: turn id -> task, by default
+    the sample log's)."""
+    truth = true_tasks(store) if truth is None else truth
     counts: dict[int, Counter] = {}
     for row in store.db.query("SELECT id, cluster_id FROM turns WHERE cluster_id IS NOT NULL"):
         counts.setdefault(row["cluster_id"], Counter())[truth[row["id"]]] += 1
@@ -208,8 +214,8 @@ def test_a_large_log_is_clustered_on_its_principal_components():
 
 def test_cluster_parameters_grow_with_the_log():
     assert discovery.cluster_parameters(20) == (5, 2)
-    assert discovery.cluster_parameters(350) == (15, 3)
-    assert discovery.cluster_parameters(10_000) == (80, 16)
+    assert discovery.cluster_parameters(350) == (11, 2)
+    assert discovery.cluster_parameters(10_000) == (60, 12)
     assert discovery.cluster_parameters(10**7)[0] == 200
 
 
@@ -263,3 +269,137 @@ def test_tasks_are_listed_as_typed_records_with_their_active_specialist():
         "id", "label", "source", "size", "pin", "confidence_threshold", "keywords", "examples", "encoder",
         "radius", "created_utc", "updated_utc", "retired_utc", "adapter_id",
     }  # fmt: skip
+
+
+def _chat(request: str) -> dict:
+    return {"messages": [{"role": "user", "content": request}, {"role": "assistant", "content": "..."}]}
+
+
+@pytest.mark.parametrize("repeats", [7, 20])
+def test_a_task_of_three_wordings_repeated_forms_one_cluster(store, tmp_path, repeats):
+    """An agent's recurring call: 21 or 60 requests in three wordings, each repeat counted."""
+    commits = [_chat(wording) for wording in COMMIT_PHRASINGS for _ in range(repeats)]
+    import_chat_jsonl(store, write_records(tmp_path / "commits.jsonl", commits))
+    truth = {
+        row["id"]: "commit_message" if row["user_text"] in COMMIT_PHRASINGS else None
+        for row in store.db.query("SELECT id, user_text FROM turns")
+    } | true_tasks(store)
+
+    result = discovery.discover(store, known_labels=truth)
+
+    placed = Counter(
+        row["cluster_id"]
+        for row in store.db.query("SELECT id, cluster_id FROM turns")
+        if truth[row["id"]] == "commit_message"
+    )
+    [(task_id, count)] = placed.items()
+    assert task_id is not None and count == 3 * repeats
+    assert _majorities(store, truth)[task_id] == "commit_message"
+    assert sorted(_majorities(store, truth).values()) == sorted([*TASKS, "commit_message"])
+    assert result.purity >= 0.95
+
+
+@pytest.fixture
+def eval_store(tmp_path):
+    """The eval log's train part discovered; (store, turn id -> true task, held-out and unrelated records)."""
+    records = eval_records()
+    train = [record for record in records if record["split"] == "train"]
+    store = Store.open()
+    import_chat_jsonl(store, write_records(tmp_path / "train.jsonl", train))
+    by_request = {request_of(record): record["task"] for record in train}
+    truth = {
+        row["id"]: by_request[row["user_text"]] for row in store.db.query("SELECT id, user_text FROM turns")
+    }
+    discovery.discover(store)
+    return store, truth, [record for record in records if record["split"] != "train"]
+
+
+def test_held_out_requests_land_in_their_task_and_unrelated_ones_in_none(eval_store):
+    store, truth, later = eval_store
+    majorities = _majorities(store, truth)
+    heldout = [record for record in later if record["split"] == "heldout"]
+    unrelated = [record for record in later if record["split"] == "unrelated"]
+
+    placed = [majorities.get(discovery.assign(store, request_of(record)).task_id) for record in heldout]
+    strays = [discovery.assign(store, request_of(record)) for record in unrelated]
+
+    share = np.mean([task == record["task"] for task, record in zip(placed, heldout, strict=True)])
+    print(f"\n{len(heldout)} held-out requests, {share:.1%} placed in their task")
+    assert sorted(set(majorities.values())) == sorted({record["task"] for record in heldout})
+    assert share >= 0.95
+    assert [stray.task_id for stray in strays] == [None] * len(unrelated)
+
+
+def test_every_request_of_a_task_lies_within_its_radius(eval_store):
+    store, _, _ = eval_store
+    index = discovery.TaskIndex.load(store)
+    tasks = {task_id: (index.centroids[place], index.radii[place]) for place, task_id in enumerate(index.ids)}
+    rows = list(
+        store.db.query(
+            "SELECT turns.cluster_id, embeddings.vector FROM turns JOIN embeddings ON embeddings.turn_id = "
+            "turns.id WHERE turns.cluster_id IS NOT NULL"
+        )
+    )
+
+    beyond = []
+    for row in rows:
+        centroid, radius = tasks[row["cluster_id"]]
+        distance = 1.0 - float(centroid @ embeddings.from_blob(row["vector"]))
+        if distance > radius:
+            beyond.append((row["cluster_id"], distance, radius))
+
+    assert len(rows) >= 0.95 * store.db["turns"].count and beyond == []
+
+
+def test_new_tasks_take_a_usable_name_from_the_namer_and_keep_it(store):
+    asked: list[list[str]] = []
+
+    def namer(examples):
+        asked.append(list(examples))
+        if any("haiku" in example.lower() for example in examples):
+            return '"Haiku writing"\nA haiku is a short poem.'
+        return "code review"  # no word of theirs: keywords beat it
+
+    result = discovery.discover(store, namer=namer)
+
+    majorities = _majorities(store)
+    labels = {majorities[cluster.task_id]: cluster.label for cluster in result.clusters}
+    assert labels.pop("haiku") == "Haiku writing"
+    keyword_labels = {
+        majorities[cluster.task_id]: ", ".join(cluster.keywords[:3]) for cluster in result.clusters
+    }
+    assert all(label == keyword_labels[task] for task, label in labels.items())
+    assert len(asked) == 7 and all(len(examples) == 3 for examples in asked)
+
+    def no_namer(examples):
+        raise AssertionError("tasks found before are not named again")
+
+    again = discovery.discover(store, namer=no_namer)
+
+    assert {cluster.task_id: cluster.label for cluster in again.clusters} == {
+        cluster.task_id: cluster.label for cluster in result.clusters
+    }
+
+
+def test_the_model_namer_asks_the_default_generalist_for_a_few_tokens(fake_model):
+    fake_model.script(Reply("Ticket triage"))
+    examples = ["Triage this support ticket: the app crashes", "Ticket triage, JSON only: login fails"]
+
+    name = discovery.name_task(examples, ["ticket", "json"], discovery.ModelNamer())
+
+    [request] = fake_model.requests
+    assert name == "Ticket triage"
+    assert request.options["max_tokens"] == discovery.NAME_TOKENS and request.options["temperature"] == 0.0
+    assert (
+        request.messages[-1]["content"]
+        == "- Triage this support ticket: the app crashes\n- Ticket triage, JSON only: login fails"
+    )
+
+
+def test_without_a_model_to_load_names_fall_back_to_keywords(store):
+    namer = discovery.ModelNamer("no-such-model")
+
+    result = discovery.discover(store, namer=namer)
+
+    assert namer(["Write a haiku about rain"]) is None
+    assert all(cluster.label == ", ".join(cluster.keywords[:3]) for cluster in result.clusters)

@@ -90,6 +90,21 @@ def test_a_request_near_a_task_with_an_active_specialist_goes_to_it(routed):
     assert decision.distance <= decision.features["radius"]
 
 
+def test_every_request_a_task_was_found_from_goes_to_its_specialist(routed):
+    """Its radius holds all of them, so none is turned away as if at the task's edge."""
+    store, tasks = routed
+    route = router.Router(store)
+    own = [
+        row["user_text"]
+        for row in store.db.query("SELECT user_text FROM turns WHERE cluster_id = ?", [tasks["haiku"]])
+    ]
+
+    decisions = [route.decide(request) for request in own]
+
+    assert len(own) >= 45
+    assert {(decision.target, decision.task_id) for decision in decisions} == {("specialist", tasks["haiku"])}
+
+
 def test_other_tasks_and_unrelated_requests_go_to_the_generalist(routed):
     store, tasks = routed
     route = router.Router(store)
