@@ -27,13 +27,18 @@ def _encoder_for(name: str | None):
 
 @click.command()
 @click.option("--encoder", type=click.Choice(["static-minilm-l6-v2-pca256", "all-MiniLM-L6-v2"]))
+@click.option(
+    "--keyword-labels", is_flag=True, help="Label new tasks by their keywords, without asking the model."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: the figures and every task found.")
-def discover(encoder: str | None, as_json: bool) -> None:
-    """Find the tasks in the log (re-run any time: task ids stay stable)."""
+def discover(encoder: str | None, keyword_labels: bool, as_json: bool) -> None:
+    """Find the tasks in the log (re-run any time: task ids and labels stay stable)."""
+    from engine.discovery import ModelNamer
     from engine.discovery import discover as run
     from engine.store import Store
 
-    result = run(Store.open(), encoder=_encoder_for(encoder))
+    namer = None if keyword_labels else ModelNamer()
+    result = run(Store.open(), encoder=_encoder_for(encoder), namer=namer)
     if as_json:
         _emit(result.to_dict())
         return

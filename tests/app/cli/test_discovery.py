@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from fake_backend import Reply
 from task_log_sample import SAMPLE_PATH
 from understudy_command import run_understudy
 
@@ -29,7 +30,7 @@ def test_import_discover_route_pin_and_report(tmp_path):
         350,
     )
 
-    found = _json_lines(_ok("discover", "--json"))[0]
+    found = _json_lines(_ok("discover", "--keyword-labels", "--json"))[0]
     print(f"\ndiscover: {found['n_clusters']} tasks, outliers {found['outlier_share_before']} -> "
           f"{found['outlier_share_after']}")  # fmt: skip
     assert (found["n_requests"], found["n_clusters"]) == (350, 7)
@@ -61,6 +62,23 @@ def test_import_discover_route_pin_and_report(tmp_path):
     assert sum(task["requests"] for task in report["tasks"]) == 350
     assert "haiku" in markdown.read_text(encoding="utf-8")
     assert page.read_text(encoding="utf-8").startswith("<!doctype html>")
+
+
+def test_discover_names_new_tasks_with_the_default_model(fake_model):
+    fake_model.script(*[Reply("Haiku poems")] * 7)  # a name of its words only for the haiku task
+    _ok("logs", "import", "--jsonl", str(SAMPLE_PATH))
+
+    found = _json_lines(_ok("discover", "--json"))[0]
+
+    labels = {cluster["label"] for cluster in found["clusters"] if "haiku" in cluster["keywords"]}
+    keyword_labels = [
+        cluster["label"] == ", ".join(cluster["keywords"][:3])
+        for cluster in found["clusters"]
+        if "haiku" not in cluster["keywords"]
+    ]
+    assert labels == {"Haiku poems"} and keyword_labels == [True] * (found["n_clusters"] - 1)
+    assert len(fake_model.requests) == found["n_clusters"] == 7
+    assert "Haiku poems" in _ok("tasks")
 
 
 def test_a_malformed_import_is_refused_line_by_line(tmp_path):
