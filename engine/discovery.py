@@ -543,17 +543,18 @@ def name_task(examples: Sequence[str], keywords: Sequence[str], namer: Namer | N
 
 def _usable_name(proposal: str | None, examples: Sequence[str]) -> str | None:
     """The proposal's first line up to a colon, trimmed of list marks and quotes, when it is 1 to
-    ``NAME_WORDS`` plain words and one of them begins like a word of the examples (its first five
-    letters, so "conversion" counts for "convert"): a small model sometimes answers with code, a
-    sentence, or a worked example's name, and keywords beat all three."""
+    ``NAME_WORDS`` plain words, does not end in a stop word, and one of them begins like a word of the
+    examples (its first five letters, so "conversion" counts for "convert"): a small model sometimes
+    answers with code, the start of a sentence, or a worked example's name, and keywords beat all
+    three."""
     if not proposal:
-        return None
-    name = re.split(r"[\n:]", proposal.strip(), maxsplit=1)[0].strip(" -*\"'`.,;")
-    words = name.lower().split()
-    if not words or len(words) > NAME_WORDS or not _NAME.fullmatch(name):
         return None
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
+    name = re.split(r"[\n:]", proposal.strip(), maxsplit=1)[0].strip(" -*\"'`.,;")
+    words = name.lower().split()
+    if not words or len(words) > NAME_WORDS or not _NAME.fullmatch(name) or words[-1] in ENGLISH_STOP_WORDS:
+        return None
     seen = {word for example in examples for word in re.findall(r"\w+", example.lower())}
     grounded = any(
         len(word) >= 3
@@ -566,7 +567,8 @@ def _usable_name(proposal: str | None, examples: Sequence[str]) -> str | None:
 
 class ModelNamer:
     """Names new tasks with a local chat model, the default generalist unless ``model_id``: a few greedy
-    tokens per new task, after two worked examples (a 135M model answers with a name only then).
+    tokens per new task, after two worked examples (a 135M model answers with a name only then). An
+    answer cut off by the token limit before its first line or colon ended is no name.
 
     The model is loaded on the first call; when it cannot be (not installed, unreadable) or fails, this
     and every later call give None, so discovery keeps keyword labels and never fails for a name.
@@ -594,10 +596,12 @@ class ModelNamer:
             if self._backend is None:
                 self._backend = backends.load(catalog.load_catalog().get(self.model_id))
             options = GenerationOptions(max_tokens=NAME_TOKENS, temperature=0.0, seed=0)
-            return drain(self._backend.stream_chat(messages, options)).text
+            completion = drain(self._backend.stream_chat(messages, options))
         except UnderstudyError:
             self._unavailable = True
             return None
+        finished = completion.finish_reason == "stop" or re.search(r"[\n:]", completion.text)
+        return completion.text if finished else None
 
 
 def place_task(store: Store, task_id: int, encoder: Encoder | None = None) -> bool:

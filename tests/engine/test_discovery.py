@@ -390,10 +390,17 @@ def test_the_model_namer_asks_the_default_generalist_for_a_few_tokens(fake_model
     [request] = fake_model.requests
     assert name == "Ticket triage"
     assert request.options["max_tokens"] == discovery.NAME_TOKENS and request.options["temperature"] == 0.0
-    assert (
-        request.messages[-1]["content"]
-        == "- Triage this support ticket: the app crashes\n- Ticket triage, JSON only: login fails"
-    )
+    assert request.messages[-1]["content"] == "\n".join(f"- {example}" for example in examples)
+
+
+def test_a_name_cut_off_by_the_token_limit_is_no_name(fake_model, monkeypatch):
+    monkeypatch.setattr(discovery, "NAME_TOKENS", 3)
+    fake_model.script(Reply("Ticket triage desk team"), Reply("Ticket triage\nfor support"))
+    examples = ["Triage this support ticket: the app crashes"]
+    namer = discovery.ModelNamer()
+
+    assert discovery.name_task(examples, ["ticket", "json"], namer) == "ticket, json"
+    assert discovery.name_task(examples, ["ticket", "json"], namer) == "Ticket triage"
 
 
 def test_without_a_model_to_load_names_fall_back_to_keywords(store):
