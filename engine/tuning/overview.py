@@ -62,6 +62,9 @@ class TaskOverview:
     last_job: Job | None = None
     train_tokens: int | None = None
     tokens_from: str = ""
+    # What scrubbing changed in the newest dataset (``engine.redact.ScrubSummary`` as a dict), so the
+    # app can say what personal details the task's examples held before training saw them.
+    redaction: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,7 @@ def _task_overview(
         last_job=next((job for job in recent_jobs if job.task_id == task_id), None),
         train_tokens=tokens,
         tokens_from=tokens_from,
+        redaction=source.get("redaction"),
     )
 
 

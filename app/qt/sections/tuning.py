@@ -11,6 +11,10 @@ While the app is open it also runs queued jobs: every ``run_due_interval_ms`` (1
 it starts ``understudy tune run-due --json`` when a job is queued and none is running, and that command
 applies the schedule's window, idle and AC-power rules itself. With the app closed, a system timer has
 to call ``understudy tune run-due`` (see ``engine.tuning.scheduler``).
+
+The Dataset tab offers what ``understudy datasets`` does: each example of the selected task with its
+source and why it is in (or left out), and the user's say over them. In the morning a banner says once
+what the night's jobs came to (``engine.tuning.overview.last_night``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTime, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -37,13 +42,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.qt.context import AppContext
+from app.qt.context import AppContext, window_state
 from app.qt.tuning_process import JobOutcome, QtTuneProcess, WorkerCommand, worker_command
 from app.qt.widgets.charts import QtTimeSeriesChart
 from app.qt.widgets.formatting import percent
 from app.qt.widgets.tables import read_only_table
 from app.qt.workers import run_in_background, thread_store
 from engine.tuning.adapters import Adapter
+from engine.tuning.datasets import SOURCES, DatasetExample
 from engine.tuning.events import (
     BaseChosen,
     BaseScored,
@@ -68,6 +74,7 @@ from engine.tuning.events import (
 )
 from engine.tuning.jobs import Job
 from engine.tuning.overview import (
+    LastNight,
     TaskOverview,
     TrainingHistory,
     TuningOverview,
@@ -79,10 +86,24 @@ from engine.tuning.scheduler import ScheduleSettings
 
 TASK_COLUMNS = ("Task", "Source", "Requests", "Dataset", "Active adapter", "Task score")
 ADAPTER_COLUMNS = (
-    "#", "Status", "Base model", "Created", "Task: base", "Task: candidate", "Task: active", "General",
-    "Gate", "Why",
+    "#", "Status", "Base model", "Created", "Measure", "Task: base", "Task: candidate", "Task: active",
+    "General", "Gate", "Why",
 )  # fmt: skip
 JOB_COLUMNS = ("#", "Task", "Status", "Progress", "Created", "Outcome")
+DATASET_COLUMNS = ("In", "Example", "Source", "Reason", "Question")
+ALL_SOURCES = "All sources"
+SHOWN_QUESTION_CHARACTERS = 120
+# The night whose summary was shown last, in the window state, so a morning is told once.
+NIGHT_SHOWN_KEY = "tuning/last_night_shown"
+# The personal details scrubbing replaces, as the scrub line counts them (secrets are counted as one).
+DETAIL_NAMES = {
+    "NAME": ("name", "names"),
+    "EMAIL": ("email", "emails"),
+    "PHONE": ("phone number", "phone numbers"),
+    "POSTCODE": ("postcode", "postcodes"),
+    "DOB": ("date of birth", "dates of birth"),
+    "IP": ("IP address", "IP addresses"),
+}
 # Where a running job's events are told, besides stages, steps and warnings: the line under the
 # progress bar (what is happening now) or the one under the chart (what the job has found).
 SPEED_LINE_EVENTS = (Dequantising, Dequantised, RehearsalProgress, TrainingStarted, EvaluationProgress)
@@ -100,6 +121,8 @@ class QtTuningSection(QWidget):
     job_finished = Signal(object)  # JobOutcome, once the section shows the state after the job
     adapters_changed = Signal(int)  # a task id whose active adapter changed: routers re-read
     schedule_saved = Signal(object)  # ScheduleSettings
+    dataset_shown = Signal()  # the Dataset tab lists the selected task's examples as they are now
+    night_checked = Signal(object)  # the morning summary shown (a str), or None when there was none
 
     def __init__(
         self,
@@ -122,6 +145,24 @@ class QtTuningSection(QWidget):
         self._after_refresh: list = []
         self._history_generation = 0
         self._shown_schedule: ScheduleSettings | None = None
+        self.examples: list[DatasetExample] = []
+        self._dataset_generation = 0
+        self._worker_runs_due = False
+
+        self.night_banner = QLabel()
+        self.night_banner.setObjectName("banner")
+        self.night_banner.setWordWrap(True)
+        self.night_banner.setAccessibleName("What last night's tuning came to")
+        self.night_banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.dismiss_night_button = QPushButton("Dismiss")
+        self.dismiss_night_button.setAccessibleName("Hide last night's tuning summary")
+        self.dismiss_night_button.clicked.connect(self._on_dismiss_night_clicked)
+        self.night_panel = QWidget()
+        night_layout = QHBoxLayout(self.night_panel)
+        night_layout.setContentsMargins(0, 0, 0, 0)
+        night_layout.addWidget(self.night_banner, 1)
+        night_layout.addWidget(self.dismiss_night_button)
+        self.night_panel.hide()
 
         self.summary = QLabel("Reading the tasks…")
         self.summary.setWordWrap(True)
@@ -196,8 +237,9 @@ class QtTuningSection(QWidget):
         top.setStretchFactor(1, 2)
 
         self.tabs = QTabWidget()
-        self.tabs.setAccessibleName("Evaluations, jobs and schedule")
+        self.tabs.setAccessibleName("Evaluations, dataset, jobs and schedule")
         self.tabs.addTab(self._evaluations_tab(), "Evaluations")
+        self.tabs.addTab(self._dataset_tab(), "Dataset")
         self.tabs.addTab(self._jobs_tab(), "Jobs")
         self.tabs.addTab(self._schedule_tab(), "Schedule")
 
@@ -207,6 +249,7 @@ class QtTuningSection(QWidget):
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.night_panel)
         layout.addWidget(self.summary)
         layout.addWidget(splitter, 1)
 
@@ -222,6 +265,7 @@ class QtTuningSection(QWidget):
             ADAPTER_COLUMNS.index("Why"), QHeaderView.ResizeMode.Stretch
         )
         for column, tip in (
+            ("Measure", "How the task's held-out answers were scored against their references."),
             ("Task: base", "The base model's score on the task's held-out examples."),
             ("Task: candidate", "This adapter's score on the same examples."),
             ("Task: active", "The score of the adapter that was active when this one was evaluated."),
@@ -246,6 +290,53 @@ class QtTuningSection(QWidget):
         tab = QWidget()
         layout = QVBoxLayout(tab)
         layout.addWidget(self.adapter_table, 1)
+        layout.addLayout(buttons)
+        return tab
+
+    def _dataset_tab(self) -> QWidget:
+        self.scrub_label = QLabel()
+        self.scrub_label.setWordWrap(True)
+        self.scrub_label.setAccessibleName("What scrubbing changed in the dataset")
+        self.show_left_out_check = QCheckBox("Show left-out turns")
+        self.show_left_out_check.setAccessibleName("Also list the turns left out of the dataset, and why")
+        self.show_left_out_check.toggled.connect(self._show_examples)
+        self.source_filter = QComboBox()
+        self.source_filter.setAccessibleName("Show the examples of one source")
+        self.source_filter.addItems([ALL_SOURCES, *SOURCES])
+        self.source_filter.currentTextChanged.connect(self._show_examples)
+        self.example_table = read_only_table(DATASET_COLUMNS, "Examples of the selected task's dataset")
+        self.example_table.horizontalHeader().setSectionResizeMode(
+            DATASET_COLUMNS.index("Question"), QHeaderView.ResizeMode.Stretch
+        )
+        self.example_table.itemSelectionChanged.connect(self._update_controls)
+        self.leave_out_button = QPushButton("Leave out")
+        self.leave_out_button.setAccessibleName("Leave the selected example out of the next dataset")
+        self.leave_out_button.clicked.connect(lambda: self._on_choose_example_clicked(False))
+        self.put_back_button = QPushButton("Put back")
+        self.put_back_button.setAccessibleName("Keep the selected example in the next dataset")
+        self.put_back_button.clicked.connect(lambda: self._on_choose_example_clicked(True))
+        self.leave_out_source_button = QPushButton("Leave out all from this source")
+        self.leave_out_source_button.setAccessibleName("Leave every example of the chosen source out")
+        self.leave_out_source_button.clicked.connect(lambda: self._on_choose_source_clicked(False))
+        self.put_back_source_button = QPushButton("Put back this source")
+        self.put_back_source_button.setAccessibleName("Take back leaving the chosen source out")
+        self.put_back_source_button.clicked.connect(lambda: self._on_choose_source_clicked(True))
+        filters = QHBoxLayout()
+        filters.addWidget(self.show_left_out_check)
+        filters.addStretch(1)
+        filters.addWidget(QLabel("Source"))
+        filters.addWidget(self.source_filter)
+        filters.addWidget(self.leave_out_source_button)
+        filters.addWidget(self.put_back_source_button)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.leave_out_button)
+        buttons.addWidget(self.put_back_button)
+        tab = QWidget()
+        layout = QVBoxLayout(tab)
+        layout.addWidget(self.scrub_label)
+        layout.addLayout(filters)
+        layout.addWidget(self.example_table, 1)
         layout.addLayout(buttons)
         return tab
 
@@ -317,6 +408,7 @@ class QtTuningSection(QWidget):
     def showEvent(self, event) -> None:
         super().showEvent(event)
         self.refresh()
+        self.check_last_night()
 
     def refresh(self, then=None) -> None:
         """Read everything again in the background; ``then()`` runs once it is shown."""
@@ -417,6 +509,8 @@ class QtTuningSection(QWidget):
             self.how_long_label.setText(how_long(task, self.state.speed))
         if self.worker is None:
             self._show_last_job(task)
+        self.scrub_label.setText(scrub_line(None if task is None else task.redaction))
+        self.load_examples()
         self._update_controls()
 
     def _show_adapters(self, listed: list[Adapter]) -> None:
@@ -430,6 +524,7 @@ class QtTuningSection(QWidget):
                 adapter.base_model_id,
                 _local_time(adapter.created_utc),
             )
+            cells += ("" if evaluation.measure is None else f"Task ({evaluation.measure})",)
             if evaluation.gate is None:
                 cells += ("", "", "", "")
             else:
@@ -571,13 +666,184 @@ class QtTuningSection(QWidget):
             self.verdict_label.setText("Select an adapter to read why the gate passed or rejected it.")
         else:
             reasons = adapter.evaluation.reasons
+            measure = adapter.evaluation.measure
+            scored = f" (task scored by {measure})" if measure is not None else ""
             self.verdict_label.setText(
-                f"Adapter #{adapter.id} {adapter.evaluation.verdict}" + (f": {reasons}." if reasons else ".")
+                f"Adapter #{adapter.id} {adapter.evaluation.verdict}{scored}"
+                + (f": {reasons}." if reasons else ".")
             )
         self.promote_button.setEnabled(adapter is not None and adapter.status != "active")
         self.rollback_button.setEnabled(task is not None and task.active_adapter_id is not None)
         job = self.selected_job()
         self.cancel_selected_button.setEnabled(job is not None and job.status in ("queued", "running"))
+        example = self.selected_example()
+        self.leave_out_button.setEnabled(example is not None and example.included)
+        self.put_back_button.setEnabled(example is not None and not example.included)
+        source_chosen = task is not None and self.source_filter.currentText() != ALL_SOURCES
+        self.leave_out_source_button.setEnabled(source_chosen)
+        self.put_back_source_button.setEnabled(source_chosen)
+
+    # Dataset ------------------------------------------------------------------------------------------
+
+    def load_examples(self) -> None:
+        """Read the selected task's examples as its next build would take them (``datasets show``)."""
+        self._dataset_generation += 1
+        generation = self._dataset_generation
+        task = self.selected_task()
+        if task is None:
+            self.examples = []
+            self._show_examples()
+            self.dataset_shown.emit()
+            return
+
+        def read() -> list[DatasetExample]:
+            from engine.tuning.datasets import dataset_examples
+
+            return dataset_examples(thread_store(), task.id)
+
+        def shown(examples: list[DatasetExample]) -> None:
+            if generation == self._dataset_generation:
+                self.examples = examples
+                self._show_examples()
+                self.dataset_shown.emit()
+
+        run_in_background(read, shown, self.context.notify_error)
+
+    def shown_examples(self) -> list[DatasetExample]:
+        """The examples the tab lists now: all or only the kept ones, of every source or the chosen one."""
+        source = self.source_filter.currentText()
+        return [
+            example
+            for example in self.examples
+            if (example.included or self.show_left_out_check.isChecked())
+            and source in (ALL_SOURCES, example.source)
+        ]
+
+    def _show_examples(self) -> None:
+        selected = self.selected_example()
+        listed = self.shown_examples()
+        self.example_table.setRowCount(len(listed))
+        for row, example in enumerate(listed):
+            cells = (
+                "in" if example.included else "out",
+                _example_name(example),
+                example.source,
+                example.reason,
+                " ".join(example.question.split())[:SHOWN_QUESTION_CHARACTERS],
+            )
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, (example.turn_id, example.escalation_id))
+                if column == DATASET_COLUMNS.index("Reason"):
+                    item.setToolTip(example.reason)
+                elif column == DATASET_COLUMNS.index("Question"):
+                    item.setToolTip(example.question)
+                self.example_table.setItem(row, column, item)
+            if selected is not None and _same_example(selected, example):
+                self.example_table.selectRow(row)
+        self._update_controls()
+
+    def selected_example(self) -> DatasetExample | None:
+        items = self.example_table.selectedItems()
+        if not items:
+            return None
+        turn_id, escalation_id = items[0].data(Qt.ItemDataRole.UserRole)
+        return next(
+            (e for e in self.examples if (e.turn_id, e.escalation_id) == (turn_id, escalation_id)), None
+        )
+
+    def select_example(self, turn_id: int | None, escalation_id: int | None = None) -> None:
+        for row in range(self.example_table.rowCount()):
+            if self.example_table.item(row, 0).data(Qt.ItemDataRole.UserRole) == (turn_id, escalation_id):
+                self.example_table.selectRow(row)
+
+    def _on_choose_example_clicked(self, included: bool) -> None:
+        example, task = self.selected_example(), self.selected_task()
+        if example is None or task is None:
+            return
+        if example.escalation_id is not None:
+            self.choose(task.id, included, escalation_id=example.escalation_id)
+        else:
+            self.choose(task.id, included, turn_id=example.turn_id)
+
+    def _on_choose_source_clicked(self, included: bool) -> None:
+        task, source = self.selected_task(), self.source_filter.currentText()
+        if task is not None and source != ALL_SOURCES:
+            self.choose(task.id, included, source=source)
+
+    def choose(
+        self,
+        task_id: int,
+        included: bool,
+        turn_id: int | None = None,
+        escalation_id: int | None = None,
+        source: str | None = None,
+    ) -> None:
+        """Keep or leave out examples in every later build of the task's dataset, as ``understudy
+        datasets include/exclude`` does, then list the examples again."""
+
+        def run() -> None:
+            from engine.tuning.datasets import choose_examples
+
+            choose_examples(
+                thread_store(), task_id, included, turn_id=turn_id, escalation_id=escalation_id, source=source
+            )
+
+        def done(_nothing) -> None:
+            which = (
+                f"Turn {turn_id}" if turn_id is not None
+                else f"Escalation #{escalation_id}" if escalation_id is not None
+                else f"The examples from source '{source}'"
+            )  # fmt: skip
+            if included and source is not None:
+                news = f"{which} go back to the dataset's rules for the next build."
+            elif included:
+                news = f"{which} will be kept in the next build; Leave out takes it back out."
+            else:
+                undo = "Put back this source" if source is not None else "Put back"
+                news = f"{which} will be left out of the next build; {undo} returns it."
+            self.context.notify_info(news)
+            self.load_examples()
+
+        run_in_background(run, done, self.context.notify_error)
+
+    # Last night ---------------------------------------------------------------------------------------
+
+    def check_last_night(self) -> None:
+        """Tell once what the jobs that ended since the tuning window last opened came to."""
+
+        def read() -> LastNight:
+            from engine.errors import TuningError
+            from engine.tuning.overview import last_night
+            from engine.tuning.scheduler import load_schedule
+
+            try:
+                schedule = load_schedule()
+            except TuningError:
+                schedule = ScheduleSettings()  # the Schedule tab says what is wrong with the file
+            return last_night(thread_store(), datetime.now().astimezone(), schedule)
+
+        def shown(night: LastNight) -> None:
+            outcomes = night.served + night.rejected + night.failed
+            if not outcomes:
+                self.night_checked.emit(None)
+                return
+            key = f"{night.since.isoformat()} #{max(outcome.job_id for outcome in outcomes)}"
+            state = window_state()
+            if state.value(NIGHT_SHOWN_KEY) == key:
+                self.night_checked.emit(None)
+                return
+            state.setValue(NIGHT_SHOWN_KEY, key)
+            message = night_summary(night)
+            self.night_banner.setText(message)
+            self.night_panel.show()
+            self.context.notify_info(message)
+            self.night_checked.emit(message)
+
+        run_in_background(read, shown, self.context.notify_error)
+
+    def _on_dismiss_night_clicked(self) -> None:
+        self.night_panel.hide()
 
     # Tuning ---------------------------------------------------------------------------------------------
 
@@ -635,6 +901,7 @@ class QtTuningSection(QWidget):
 
     def _start_worker(self, arguments: list[str], task_id: int | None) -> None:
         self.worker = QtTuneProcess(arguments, self.worker_command, self)
+        self._worker_runs_due = "run-due" in arguments
         self.worker.event.connect(self._on_event)
         self.worker.ended.connect(self._on_ended)
         self._worker_task_id = task_id
@@ -718,6 +985,9 @@ class QtTuningSection(QWidget):
     def _on_ended(self, outcome: JobOutcome) -> None:
         worker, self.worker = self.worker, None
         self._worker_task_id = None
+        if self._worker_runs_due and outcome.status != "waiting":
+            self.check_last_night()
+        self._worker_runs_due = False
         if worker is not None:
             worker.deleteLater()
         self.progress_bar.resetFormat()
@@ -902,3 +1172,54 @@ class QtTuningSection(QWidget):
 def _local_time(utc_text: str) -> str:
     """A stored UTC time as the user's clock shows it."""
     return f"{datetime.fromisoformat(utc_text).astimezone():%Y-%m-%d %H:%M}"
+
+
+def _example_name(example: DatasetExample) -> str:
+    if example.escalation_id is not None:
+        return f"escalation #{example.escalation_id}"
+    return f"turn {example.turn_id}"
+
+
+def _same_example(first: DatasetExample, second: DatasetExample) -> bool:
+    return (first.turn_id, first.escalation_id) == (second.turn_id, second.escalation_id)
+
+
+def scrub_line(redaction: dict | None) -> str:
+    """What scrubbing did to the newest dataset, so the user knows no real person is trained on."""
+    if redaction is None:
+        return (
+            "What scrubbing replaces (names, emails, secrets) is summarised here after the dataset's "
+            "first build: Tune now or Tune tonight builds it."
+        )
+    examples, changed = redaction.get("examples", 0), redaction.get("examples_changed", 0)
+    details = [
+        f"{count} {DETAIL_NAMES.get(kind, (kind.lower(), kind.lower()))[count != 1]}"
+        for kind, count in (redaction.get("surrogates") or {}).items()
+        if count
+    ]
+    secrets = sum((redaction.get("secrets_removed") or {}).values())
+    if details:
+        line = (
+            f"Personal details replaced with realistic stand-ins: {', '.join(details)} in {changed} of "
+            f"{examples} examples"
+        )
+    else:
+        line = f"No personal details to replace in the {examples} examples"
+    line += f"; {secrets} secret{'s' if secrets != 1 else ''} removed" if secrets else ""
+    dropped = redaction.get("dropped", 0)
+    if dropped:
+        line += f"; {dropped} left out because they could not be checked"
+    return line + "."
+
+
+def night_summary(night: LastNight) -> str:
+    """The morning's one line: which tasks are now answered here, which were not and why."""
+    parts = [f"'{outcome.label}' is now answered on this computer" for outcome in night.served]
+    parts += [f"'{outcome.label}' was not promoted: {outcome.why}" for outcome in night.rejected]
+    parts += [f"'{outcome.label}' did not finish ({outcome.why})" for outcome in night.failed]
+    line = "Overnight: " + "; ".join(parts) + "."
+    if night.rejected:
+        line += " The Evaluations tab shows each adapter's figures; Promote serves one anyway."
+    if night.failed:
+        line += " Tune now tries again."
+    return line
