@@ -89,3 +89,18 @@ def bench_discover(encoder: str | None, as_json: bool) -> None:
     from engine.bench.discover import bench_discover as run
 
     print_figures(run(encoder_name=encoder), as_json)
+
+
+@bench.command("loop")
+@click.option("--tasks", type=click.IntRange(1, 3), default=3, show_default=True, help="Synthetic tasks.")
+@click.option(
+    "--requests", type=click.IntRange(10), default=200, show_default=True, help="Teacher answers per task."
+)
+@click.option("--fresh", type=click.IntRange(1), default=60, show_default=True, help="New requests per task.")
+@click.option("--steps", type=click.IntRange(1), help="Training steps per job (default: the product's job).")
+@click.option("--json", "as_json", is_flag=True)
+def bench_loop(tasks: int, requests: int, fresh: int, steps: int | None, as_json: bool) -> None:
+    """The loop end to end in a scratch data dir: teacher log, discovery, tuning, routed answers."""
+    from engine.bench.loop import bench_loop as run
+
+    print_figures(run(tasks=tasks, requests=requests, fresh=fresh, steps=steps), as_json)
