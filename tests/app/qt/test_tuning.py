@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -517,3 +518,189 @@ def test_schedule_settings_are_saved_and_shown_again(qtbot, section, context):
     else:
         assert again.next_window_label.text().startswith("The tuning window 22:30-05:15 next opens ")
         assert ", 22:30." in again.next_window_label.text()
+
+
+# The Dataset tab, the measure's name and the morning summary ------------------------------------------
+
+
+PEOPLE = ["Alice Johnson", "Bruno Keller", "Chiara Rossi", "Dmitri Volkov", "Elena Garcia", "Farid Haddad"]
+TOPICS = [
+    "budget",
+    "holiday",
+    "roadmap",
+    "invoice",
+    "hiring",
+    "launch",
+    "offsite",
+    "audit",
+    "release",
+    "report",
+]
+
+
+def log_rated_turns(store, task_id: int, count: int = 12) -> list[int]:
+    """Rated-up local answers of a task, each naming a person and an email address to be scrubbed."""
+    with store.transaction():
+        conversation_id = store.insert("conversations", {"title": "notes", "created_utc": utc_now()})
+    turn_ids = []
+    for index in range(count):
+        person = PEOPLE[index % len(PEOPLE)]
+        topic = TOPICS[index % len(TOPICS)]
+        email = f"{person.split()[0].lower()}{index}@example.org"
+        turn_id = store.log_turn(
+            TurnRecord(
+                conversation_id=conversation_id,
+                user_text=f"Draft a note number {index} to {person} ({email}) about the {topic} plans.",
+                model_id=BASE,
+                answer_text=f"Dear {person}, here is note {index} on the {topic} plans for week {index + 3}.",
+            )
+        )
+        with store.transaction():
+            store.db.execute("UPDATE turns SET cluster_id = ? WHERE id = ?", [task_id, turn_id])
+        store.set_feedback(turn_id, 1)
+        turn_ids.append(turn_id)
+    return turn_ids
+
+
+def examples_shown(qtbot, section, action) -> None:
+    with qtbot.waitSignal(section.dataset_shown, timeout=30_000):
+        action()
+
+
+def example_rows(section) -> list[dict[str, str]]:
+    return [
+        {
+            name: section.example_table.item(row, column).text()
+            for column, name in enumerate(("In", "Example", "Source", "Reason", "Question"))
+        }
+        for row in range(section.example_table.rowCount())
+    ]
+
+
+def next_build_turns(store, task_id: int) -> set[int]:
+    from engine.tuning.datasets import dataset_examples
+
+    return {example.turn_id for example in dataset_examples(store, task_id) if example.included}
+
+
+def test_the_dataset_tab_lists_examples_and_leave_out_and_put_back_change_the_next_build(
+    qtbot, section, store, context
+):
+    task_id = named_task(store, "meeting notes")
+    turn_ids = log_rated_turns(store, task_id)
+    examples_shown(qtbot, section, lambda: refreshed(qtbot, section, section.refresh))
+    section.select_task(task_id)
+    qtbot.waitUntil(lambda: section.example_table.rowCount() == len(turn_ids), timeout=30_000)
+
+    rows = example_rows(section)
+    assert {row["Example"] for row in rows} == {f"turn {turn_id}" for turn_id in turn_ids}
+    assert {row["Source"] for row in rows} == {"local"}
+    assert all(row["In"] == "in" and row["Reason"] for row in rows)
+    assert "first build" in section.scrub_label.text()
+
+    left_out = turn_ids[3]
+    section.select_example(left_out)
+    assert section.leave_out_button.isEnabled() and not section.put_back_button.isEnabled()
+    examples_shown(qtbot, section, section.leave_out_button.click)
+    assert next_build_turns(store, task_id) == set(turn_ids) - {left_out}
+    assert f"turn {left_out}" not in {row["Example"] for row in example_rows(section)}
+
+    section.show_left_out_check.setChecked(True)
+    out_rows = [row for row in example_rows(section) if row["In"] == "out"]
+    assert [(row["Example"], row["Reason"]) for row in out_rows] == [(f"turn {left_out}", "excluded by you")]
+    section.select_example(left_out)
+    examples_shown(qtbot, section, section.put_back_button.click)
+    assert next_build_turns(store, task_id) == set(turn_ids)
+
+    section.source_filter.setCurrentText("local")
+    examples_shown(qtbot, section, section.leave_out_source_button.click)
+    # The turn put back by hand stays: one example's choice beats its source's.
+    assert next_build_turns(store, task_id) == {left_out}
+    assert {row["Reason"] for row in example_rows(section) if row["In"] == "out"} == {
+        "excluded by you (all of source 'local')"
+    }
+    examples_shown(qtbot, section, section.put_back_source_button.click)
+    assert next_build_turns(store, task_id) == set(turn_ids)
+
+
+def test_the_scrub_line_counts_what_the_last_build_replaced(qtbot, section, store):
+    from engine.tuning.datasets import build_from_log
+
+    task_id = named_task(store, "meeting notes")
+    log_rated_turns(store, task_id)
+    build_from_log(store, task_id)
+    refreshed(qtbot, section, section.refresh)
+    section.select_task(task_id)
+
+    line = section.scrub_label.text()
+    assert line.startswith("Personal details replaced with realistic stand-ins: ")
+    assert re.search(r"\d+ emails", line) and re.search(r"\d+ names", line)
+    assert line.endswith(" in 12 of 12 examples.")
+
+
+def test_scrub_line_words():
+    from app.qt.sections.tuning import scrub_line
+
+    redaction = {
+        "examples": 40,
+        "examples_changed": 12,
+        "surrogates": {"EMAIL": 3, "NAME": 14},
+        "secrets_removed": {"SECRET": 1, "CARD": 1},
+        "dropped": 0,
+    }
+    assert scrub_line(redaction) == (
+        "Personal details replaced with realistic stand-ins: 3 emails, 14 names in 12 of 40 examples; "
+        "2 secrets removed."
+    )
+
+
+def test_the_evaluation_names_the_task_measure(qtbot, section, store, adapter_files):
+    task_id = named_task(store, "ticket triage")
+    adapter = adapters.register_candidate(store, adapter_files[0], BASE, task_id, training={"steps": 6})
+    figures = GateFigures(
+        TaskFigures(base=0.2, candidate=0.9, active=None, examples=4, measure="exact"),
+        GeneralFigures(base=0.7, candidate=0.69, tolerance=0.1, items=20),
+    )
+    adapters.record_evaluation(
+        store, adapter.id, gated(True, ["task (exact match): 90.0% beats 20.0%"], figures)
+    )
+    refreshed(qtbot, section, section.refresh)
+    section.select_task(task_id)
+    section.select_adapter(adapter.id)
+
+    assert adapter_cells(section, adapter.id)["Measure"] == "Task (exact match)"
+    assert "task scored by exact match" in section.verdict_label.text()
+
+
+def test_the_morning_banner_tells_last_nights_outcome_once(qtbot, section, store, context):
+    from tuning_records import tune_result
+
+    served_id = named_task(store, "ticket triage")
+    rejected_id = named_task(store, "meeting notes")
+    served_job = jobs.create(store, jobs.KIND_TUNE, {"task": served_id}, task_id=served_id)
+    jobs.finish(store, served_job.id, "succeeded", tune_result(4, "active", served_id))
+    rejected_job = jobs.create(store, jobs.KIND_TUNE, {"task": rejected_id}, task_id=rejected_id)
+    rejected = tune_result(5, "rejected", rejected_id)
+    jobs.finish(store, rejected_job.id, "succeeded", rejected)
+    notifications = []
+    context.notification.connect(lambda kind, message: notifications.append((kind, message)))
+    from app.qt.workers import job_pool
+
+    job_pool().waitForDone(30_000)  # the check the section made when it was shown, before any job
+    qtbot.wait(50)
+
+    with qtbot.waitSignal(section.night_checked, timeout=30_000) as shown:
+        section.check_last_night()
+    expected = (
+        "Overnight: 'ticket triage' is now answered on this computer; 'meeting notes' was not promoted: "
+        f"{'; '.join(rejected.reasons)}."
+    )
+    assert shown.args[0].startswith(expected)
+    assert section.night_banner.text() == shown.args[0]
+    assert not section.night_panel.isHidden()
+    assert ("info", shown.args[0]) in notifications
+
+    with qtbot.waitSignal(section.night_checked, timeout=30_000) as again:
+        section.check_last_night()
+    assert again.args[0] is None
+    assert [message for _kind, message in notifications].count(shown.args[0]) == 1
