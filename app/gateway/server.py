@@ -142,13 +142,24 @@ class Gateway:
             return backends.drain(stream, on_piece)
 
 
-def create_app(host: str, port: int, token: str | None = None) -> FastAPI:
-    """The gateway's ASGI app for a server bound to ``host``:``port`` (for the Host check)."""
+def create_app(
+    host: str, port: int, token: str | None = None, announced: threading.Event | None = None
+) -> FastAPI:
+    """The gateway's ASGI app for a server bound to ``host``:``port`` (for the Host check).
+
+    The generalist starts loading at start-up, or once ``announced`` is set: llama.cpp points the
+    process's stdout at /dev/null while a model loads, which would swallow the listening line.
+    """
     gateway = Gateway(token or access.gateway_token(), access.allowed_hosts(host, port))
+
+    def load_generalist() -> None:
+        if announced is not None:
+            announced.wait()
+        gateway.load_generalist()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        asyncio.get_running_loop().run_in_executor(gateway.executor, gateway.load_generalist)
+        asyncio.get_running_loop().run_in_executor(gateway.executor, load_generalist)
         yield
         gateway.executor.shutdown(wait=False, cancel_futures=True)
 
@@ -272,9 +283,9 @@ def serve(host: str, port: int, on_listening=None) -> None:
     once the socket accepts connections."""
     import uvicorn
 
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(host, port), host=host, port=port, log_level="warning", lifespan="on")
-    )
+    announced = threading.Event()
+    app = create_app(host, port, announced=announced)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
 
     async def run() -> None:
         task = asyncio.create_task(server.serve())
@@ -282,6 +293,7 @@ def serve(host: str, port: int, on_listening=None) -> None:
             await asyncio.sleep(0.05)
         if server.started and on_listening is not None:
             on_listening()
+        announced.set()
         await task
 
     asyncio.run(run())

@@ -12,7 +12,7 @@ import fake_backend
 import openai
 import pytest
 from cloud_stand_in import free_port
-from understudy_command import run_understudy
+from understudy_command import UNDERSTUDY, run_understudy
 
 
 def test_serve_prints_its_address_and_token_and_stops_on_sigint(fake_model):
@@ -53,3 +53,20 @@ def test_requests_while_the_model_loads_get_503(gateway):
         assert refused.value.status_code == 503
     finally:
         gateway.state.ready.set()
+
+
+@pytest.mark.slow
+def test_on_the_real_model_the_listening_line_is_not_lost_while_the_model_loads():
+    """llama.cpp points stdout at /dev/null while a model loads; the line comes first, then the load."""
+    command = [str(UNDERSTUDY), "serve", "--port", str(free_port()), "--json"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as server:
+        try:
+            listening = json.loads(server.stdout.readline())
+            client = openai.OpenAI(base_url=listening["url"], api_key=listening["token"], max_retries=5)
+            answer = client.chat.completions.create(
+                model="auto", messages=[{"role": "user", "content": "Say hi."}], max_tokens=5
+            )
+            assert answer.model == "smollm2-135m-instruct"
+            client.close()
+        finally:
+            server.kill()
