@@ -9,29 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-from pathlib import Path
 
-from engine import files, paths
+from engine.gateway_token import TOKEN_FILE, gateway_token, token_path
 
-TOKEN_FILE = "gateway-token"
+__all__ = ["TOKEN_FILE", "allowed_hosts", "gateway_token", "is_loopback", "token_matches", "token_path"]
+
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
-
-
-def token_path() -> Path:
-    return paths.data_dir() / TOKEN_FILE
-
-
-def gateway_token() -> str:
-    """The gateway's token, made on first use and kept, readable by the owner only."""
-    path = token_path()
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        token = ""
-    if not token:
-        token = secrets.token_urlsafe(32)
-        files.write_text(path, token + "\n", mode=0o600)
-    return token
 
 
 def is_loopback(host: str) -> bool:
