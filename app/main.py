@@ -94,6 +94,60 @@ def serve_token() -> None:
     click.echo(access.gateway_token())
 
 
+@serve_command.group("teacher")
+def serve_teacher() -> None:
+    """Teacher mode: requests routed for a client go to the cloud teacher (with redaction), so its
+    answers become teacher examples for tuning; local-only and never_cloud pins still win."""
+
+
+@serve_teacher.command("on")
+@click.option("--client", default=None, help="Only this client (its User-Agent's name); default all.")
+@click.option("--calls", type=click.IntRange(1), default=None, help="Stop after this many calls.")
+@click.option("--hours", type=click.FloatRange(0, min_open=True), default=None, help="Stop after this long.")
+def serve_teacher_on(client: str | None, calls: int | None, hours: float | None) -> None:
+    """Switch teacher mode on, for a number of calls and/or hours (without either: until `off`)."""
+    from engine import consent
+
+    mode = consent.teacher_on(client or consent.ALL_CLIENTS, calls, hours)
+    click.echo(f"Teacher mode on for {client or 'all clients'}: {_teacher_limits(mode)}")
+
+
+@serve_teacher.command("off")
+@click.option("--client", default=None, help="Only this client; default every client.")
+def serve_teacher_off(client: str | None) -> None:
+    """Switch teacher mode off."""
+    from engine import consent
+
+    consent.teacher_off(client)
+    click.echo(f"Teacher mode off for {client or 'all clients'}")
+
+
+@serve_teacher.command("status")
+@click.option("--json", "as_json", is_flag=True)
+def serve_teacher_status(as_json: bool) -> None:
+    """Show where teacher mode is on, and until when."""
+    from engine import consent
+
+    active = consent.teacher_status()
+    if as_json:
+        emit_json({name: mode.model_dump() for name, mode in active.items()})
+        return
+    if not active:
+        click.echo("Teacher mode is off")
+    for name, mode in active.items():
+        who = "all clients" if name == consent.ALL_CLIENTS else name
+        click.echo(f"Teacher mode on for {who}: {_teacher_limits(mode)}")
+
+
+def _teacher_limits(mode) -> str:
+    limits = []
+    if mode.calls_left is not None:
+        limits.append(f"{mode.calls_left} call(s) left")
+    if mode.until_utc is not None:
+        limits.append(f"until {mode.until_utc}")
+    return ", ".join(limits) or "until switched off"
+
+
 cli.add_command(app_command)
 cli.add_command(serve_command)
 bench.add_command(bench_startup)

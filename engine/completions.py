@@ -2,16 +2,25 @@
 
 The agent keeps conversations in the log and adds each new message to them; a gateway client keeps its
 own and sends every message each time, with its own functions to call and its own JSON schema. Here such
-a request is routed like a turn (S6: the task's specialist, else the generalist; never the cloud), its
-functions are filled under a grammar (``engine.tools.calling``'s schema machinery) and returned rather
-than run, stop sequences end the answer, and the call is logged as one turn together with who asked
-and exactly what they sent (S1).
+a request is routed like a turn (S6: the task's specialist, else the generalist), its functions are
+filled under a grammar (``engine.tools.calling``'s schema machinery) and returned rather than run, stop
+sequences end the answer, and the call is logged as one turn together with who asked and exactly what
+they sent (S1).
+
+The cloud is used only under a standing consent (``engine.consent``): when the router proposes it and
+"always for this task type" covers the task, or when teacher mode is on for the client, in which case
+every ``auto`` request (routed to a task or the generalist) is answered by the cloud teacher so that its
+answer becomes a teacher example. A request that names a model is answered by that model, and one with
+functions, a JSON schema or tool messages stays local: the escalation send path carries plain messages.
+The cloud answer goes through ``engine.escalation`` (redacted out, placeholders restored back, logged as
+a sent escalation, hence a teacher example).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -20,6 +29,14 @@ from typing import Any
 from engine import backends
 from engine.backends import Backend, Completion, GenerationOptions, LoadOptions, Message
 from engine.catalog import Catalog
+from engine.consent import (
+    Consent,
+    ConsentDenied,
+    ConsentTimedOut,
+    cloud_consent,
+    take_teacher_call,
+    task_type,
+)
 from engine.errors import AdapterError, ContextLengthError, ToolError, UnderstudyError, UnknownModelError
 from engine.router import Router, write_decision
 from engine.store import ModelCallRecord, Store, TurnRecord, utc_now
@@ -113,6 +130,8 @@ class Route:
     adapter_path: Any
     header: str
     decision: Any = None
+    consent: Consent | None = None  # set when the request goes to the cloud
+    task_type: str = ""  # the escalation's task type, for the cloud
 
 
 def route_request(store: Store, catalog: Catalog, router: Router, request: ChatRequest) -> Route:
@@ -132,6 +151,12 @@ def route_request(store: Store, catalog: Catalog, router: Router, request: ChatR
     router.refresh_if_changed(store)
     last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
     decision = router.decide(last_user)
+    consent = cloud_consent(store, decision.task_id, request.client)
+    kept_local = consent.why
+    if consent.teacher or (decision.target == "cloud" and (consent.allowed or consent.ask)):
+        cloud, kept_local = _cloud_route(request, decision, consent)
+        if cloud is not None:
+            return cloud
     if decision.target == "specialist":
         try:
             adapter, path = adapters.serving_path(store, decision.adapter_id)
@@ -148,10 +173,37 @@ def route_request(store: Store, catalog: Catalog, router: Router, request: ChatR
             decision.reason = f"{decision.reason}, but it cannot be served ({error})"
     header = "generalist"
     if decision.target == "cloud":
-        # The router proposes; the gateway never sends without a standing consent (not offered yet).
         decision.target = "generalist"
-        header = f"generalist; {CLOUD_NOT_CONSENTED}"
+        header = f"generalist; {kept_local}"
     return Route(generalist, generalist, None, None, header, decision)
+
+
+def plain_messages(request: ChatRequest) -> bool:
+    """Whether the request is only text messages, which is all the escalation send path carries."""
+    return (
+        not request.functions
+        and request.json_schema is None
+        and all(message.role != "tool" and not message.function_calls for message in request.messages)
+    )
+
+
+def _cloud_route(request: ChatRequest, decision: Any, consent: Consent) -> tuple[Route | None, str]:
+    """The cloud route under ``consent``; else None and why it stays local (the request has tools, or
+    the client's teacher calls ran out since the check)."""
+    from engine.escalation import load_cloud_config
+
+    if not plain_messages(request):
+        return None, "the cloud is not used for tools or a JSON schema"
+    if consent.teacher and not take_teacher_call(request.client):
+        return None, CLOUD_NOT_CONSENTED
+    provider = load_cloud_config().provider()
+    decision.target = "cloud"
+    decision.adapter_id = None
+    decision.reason = f"{decision.reason}; sent to the cloud: {consent.why}"
+    header = f"cloud; {consent.why}"
+    route = Route(provider.model, provider.model, None, None, header, decision, consent)
+    route.task_type = task_type(decision.task_id)
+    return route, ""
 
 
 def engine_messages(messages: list[ChatMessage]) -> list[Message]:
@@ -249,6 +301,85 @@ def complete(
         model=route.model,
         route=route.header,
         turn_id=turn_id,
+    )
+
+
+def complete_in_cloud(
+    store: Store,
+    route: Route,
+    request: ChatRequest,
+    cancel: threading.Event | None = None,
+    ask_timeout_s: float = 120.0,
+    poll_s: float = 0.25,
+) -> Generator[str, None, ChatResult]:
+    """Answer ``request`` in the cloud under ``route.consent``, through the escalation send path.
+
+    The payload is the redacted request, stored as an escalation (approved by "always" or by teacher
+    mode; under "ask me" pending until the user decides, waited for up to ``ask_timeout_s``); the
+    answer comes back with the placeholders restored, whole (a placeholder may span streamed pieces),
+    and the send logs it as a cloud turn and a teacher example.
+    """
+    from engine.escalation import Escalations
+
+    cancel = cancel or threading.Event()
+    consent = route.consent
+    if consent is None:
+        raise UnderstudyError("this request was not routed to the cloud")
+    escalations = Escalations(store)
+    escalation_id = escalations.propose(
+        engine_messages(request.messages),
+        reason=f"gateway ({request.client or 'unnamed client'}): {consent.why}",
+        task_type=route.task_type,
+        max_tokens=request.options.max_tokens,
+    )
+    status = escalations.get(escalation_id).status
+    if status == "pending" and consent.teacher:
+        escalations.decide(escalation_id, "allow_once", decided_by="teacher mode")
+    elif status == "pending" and consent.ask:
+        _wait_for_review(escalations, escalation_id, ask_timeout_s, poll_s, cancel)
+    elif status == "pending":
+        raise UnderstudyError(f"escalation {escalation_id} is not approved: nothing was sent")
+    if route.decision is not None:
+        route.decision.escalation_id = escalation_id
+    sent = backends.drain(escalations.send(escalation_id, cancel))
+    yield sent.answer
+    with store.transaction():
+        if route.decision is not None and sent.turn_id is not None:
+            write_decision(store, route.decision, sent.turn_id)
+        _insert_gateway_call(store, sent.turn_id, route, request, "stop", [])
+    return ChatResult(
+        text=sent.answer,
+        function_calls=[],
+        finish_reason="stop",
+        prompt_tokens=sent.prompt_tokens,
+        completion_tokens=sent.completion_tokens,
+        model=route.model,
+        route=route.header,
+        turn_id=sent.turn_id or 0,
+    )
+
+
+def _wait_for_review(
+    escalations: Any, escalation_id: int, timeout_s: float, poll_s: float, cancel: threading.Event
+) -> None:
+    """Poll the store until the user approves or denies the pending escalation in the app."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not cancel.is_set():
+        status = escalations.get(escalation_id).status
+        if status == "approved":
+            return
+        if status == "denied":
+            raise ConsentDenied(
+                f"you declined to send this request to the cloud (escalation {escalation_id}); "
+                "it was not answered"
+            )
+        time.sleep(poll_s)
+    if escalations.get(escalation_id).status == "pending":
+        escalations.decide(escalation_id, "deny", decided_by="timeout")
+    raise ConsentTimedOut(
+        f"nobody reviewed sending this request to the cloud within {timeout_s:g} s (escalation "
+        f"{escalation_id}), so nothing was sent; approve requests in the app's Escalations section in "
+        "time, or switch 'ask me' off to have them answered locally"
     )
 
 
@@ -355,19 +486,31 @@ def _log(
         turn_id = store.write_turn(turn)
         if route.decision is not None:
             write_decision(store, route.decision, turn_id)
-        store.insert(
-            "gateway_calls",
-            {
-                "turn_id": turn_id,
-                "created_utc": utc_now(),
-                "client": request.client,
-                "user_agent": request.user_agent,
-                "requested_model": request.model,
-                "answered_by": route.model,
-                "route": route.header,
-                "request_json": json.dumps(request.wire_request, ensure_ascii=False),
-                "function_calls_json": _calls_json(calls or []),
-                "finish_reason": finish_reason,
-            },
-        )
+        _insert_gateway_call(store, turn_id, route, request, finish_reason, calls or [])
     return turn_id
+
+
+def _insert_gateway_call(
+    store: Store,
+    turn_id: int | None,
+    route: Route,
+    request: ChatRequest,
+    finish_reason: str | None,
+    calls: list[FunctionCall],
+) -> None:
+    """Who asked and exactly what they sent, inside the caller's transaction."""
+    store.insert(
+        "gateway_calls",
+        {
+            "turn_id": turn_id,
+            "created_utc": utc_now(),
+            "client": request.client,
+            "user_agent": request.user_agent,
+            "requested_model": request.model,
+            "answered_by": route.model,
+            "route": route.header,
+            "request_json": json.dumps(request.wire_request, ensure_ascii=False),
+            "function_calls_json": _calls_json(calls),
+            "finish_reason": finish_reason,
+        },
+    )

@@ -1,5 +1,9 @@
 """The gateway's HTTP server: FastAPI routes, access checks, and model work in a thread pool.
 
+A request routed to the cloud (only under a standing consent, ``engine.consent``) is answered by the
+provider's model through the escalation send path; under "ask me" it waits for the user's review and
+fails with 408 (``cloud_consent_timeout``) or 403 (``cloud_consent_denied``) when none comes.
+
 Each request's model work runs in a worker thread, behind one first-come-first-served lock per model,
 so a long answer never blocks the event loop and clients are served in arrival order. A streaming
 client that disconnects sets its request's cancel event, and the backend stops between two tokens.
@@ -27,6 +31,7 @@ from engine import backends, completions
 from engine.agent import Agent
 from engine.catalog import Catalog, load_catalog
 from engine.completions import ChatRequest, Route
+from engine.consent import ConsentDenied, ConsentTimedOut, load_consent_config
 from engine.errors import ContextLengthError, UnderstudyError, UnknownModelError
 from engine.router import Router
 from engine.settings import load_settings
@@ -78,6 +83,10 @@ def _api_error(error: Exception) -> ApiError:
         return ApiError(404, str(error), "invalid_request_error", "model_not_found")
     if isinstance(error, ContextLengthError):
         return ApiError(400, str(error), "invalid_request_error", "context_length_exceeded")
+    if isinstance(error, ConsentTimedOut):
+        return ApiError(408, str(error), "server_error", "cloud_consent_timeout")
+    if isinstance(error, ConsentDenied):
+        return ApiError(403, str(error), "permission_error", "cloud_consent_denied")
     if isinstance(error, wire.BadRequest):
         return ApiError(400, str(error), "invalid_request_error", error.code)
     if isinstance(error, UnderstudyError):
@@ -134,7 +143,11 @@ class Gateway:
             return self._locks.setdefault(model_id, FairLock())
 
     def answer(self, request: ChatRequest, route: Route, cancel: threading.Event, on_piece) -> Any:
-        """Run one request in this worker thread, in its model's queue."""
+        """Run one request in this worker thread, in its model's queue (the cloud has no queue here)."""
+        if route.consent is not None:
+            timeout_s = load_consent_config().ask_timeout_s
+            stream = completions.complete_in_cloud(self.store(), route, request, cancel, timeout_s)
+            return backends.drain(stream, on_piece)
         with self.model_lock(route.entry_id).held():
             stream = completions.complete(
                 self.store(), self.catalog, route, request, self.settings.load_options(), cancel
