@@ -16,6 +16,7 @@ from app.qt.context import AppContext, window_state
 from app.qt.main_window import QtMainWindow
 from app.qt.sections.chat import QtChatSection
 from app.qt.sections.escalations import QtEscalationsSection
+from app.qt.sections.gateway import QtGatewaySection
 from app.qt.sections.insights import QtInsightsSection
 from app.qt.sections.models import QtModelsSection
 from app.qt.sections.settings import QtSettingsSection
@@ -49,6 +50,7 @@ def build_window(app: QApplication) -> QtMainWindow:
     window.add_section(window.escalations)
     window.add_section(QtInsightsSection(context))
     window.add_section(QtToolsSection(context))
+    window.add_section(QtGatewaySection(context))
     window.add_section(QtTuningSection(context))
     window.add_section(QtModelsSection(context))
     window.add_section(QtSettingsSection(context))
