@@ -24,6 +24,17 @@ def bench_decode(model_id: str | None, rounds: int, max_tokens: int, as_json: bo
     print_figures(run(model_id=model_id, rounds=rounds, max_tokens=max_tokens), as_json)
 
 
+@bench.command("serve")
+@click.option("--rounds", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(8), default=64, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_serve(rounds: int, max_tokens: int, as_json: bool) -> None:
+    """The gateway over HTTP vs in process: decode speed, ttft, 8 concurrent clients, the router's share."""
+    from engine.bench.serve import bench_serve as run
+
+    print_figures(run(rounds=rounds, max_tokens=max_tokens), as_json)
+
+
 @bench.command("tools")
 @click.option("-m", "--model", "model_id", help="Model ID (default: the default generalist).")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N labelled requests.")
