@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -296,17 +297,29 @@ def serve(host: str, port: int, on_listening=None) -> None:
     once the socket accepts connections."""
     import uvicorn
 
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        raise UnderstudyError(
+            f"cannot serve on {host}:{port}: {error.strerror} (address already in use means another "
+            "program has that port); choose another port"
+        ) from None
     announced = threading.Event()
     app = create_app(host, port, announced=announced)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
 
     async def run() -> None:
-        task = asyncio.create_task(server.serve())
-        while not server.started and not task.done():
-            await asyncio.sleep(0.05)
-        if server.started and on_listening is not None:
-            on_listening()
-        announced.set()
+        task = asyncio.create_task(server.serve(sockets=[listener]))
+        try:
+            while not server.started and not task.done():
+                await asyncio.sleep(0.05)
+            if server.started and on_listening is not None:
+                on_listening()
+        finally:  # also when start-up fails (a port in use): the loading thread must not wait forever
+            announced.set()
         await task
 
     asyncio.run(run())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -70,3 +71,13 @@ def test_on_the_real_model_the_listening_line_is_not_lost_while_the_model_loads(
             client.close()
         finally:
             server.kill()
+
+
+def test_a_port_in_use_is_one_clear_line_and_the_command_ends():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run_understudy("serve", "--port", str(taken.getsockname()[1]))
+    assert result.returncode == 1
+    assert "address already in use" in result.stderr.lower() and "choose another port" in result.stderr
+    assert "Traceback" not in result.stderr
