@@ -2,8 +2,8 @@
 and how much of each task a local model can take over (the replaceability report of ``engine.report``).
 
 Every figure comes from ``build_report`` in a worker, so the section shows exactly what `understudy
-report` prints. Discovery and pins also run in workers; ``tasks_changed`` tells whoever holds a router
-to re-read the tasks.
+report` prints. Discovery and pins also run in workers; ``tasks_changed`` tells the other views of the
+tasks (Tuning) to refresh.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class QtInsightsSection(QWidget):
     refreshed = Signal()
     discovered = Signal(object)  # engine.discovery.DiscoveryResult
     exported = Signal(str)  # the path written
-    tasks_changed = Signal()  # after a discovery or a pin: a router should re-read the tasks
+    tasks_changed = Signal()  # after a discovery or a pin: other views of the tasks refresh
 
     def __init__(self, context: AppContext, parent=None):
         super().__init__(parent)

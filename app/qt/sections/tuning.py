@@ -119,7 +119,7 @@ class QtTuningSection(QWidget):
     title = "Tuning"
     refreshed = Signal()
     job_finished = Signal(object)  # JobOutcome, once the section shows the state after the job
-    adapters_changed = Signal(int)  # a task id whose active adapter changed: routers re-read
+    adapters_changed = Signal(int)  # a task id whose active adapter changed: other task views refresh
     schedule_saved = Signal(object)  # ScheduleSettings
     dataset_shown = Signal()  # the Dataset tab lists the selected task's examples as they are now
     night_checked = Signal(object)  # the morning summary shown (a str), or None when there was none
