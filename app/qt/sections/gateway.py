@@ -106,9 +106,7 @@ class QtGatewaySection(QWidget):
         self.copy_token_button.clicked.connect(lambda: self._copy(self.token, "The token"))
         self.copy_snippet_button = QPushButton("Copy")
         self.copy_snippet_button.setAccessibleName("Copy the settings for a program")
-        self.copy_snippet_button.clicked.connect(
-            lambda: self._copy(self.snippet.toPlainText(), "The settings")
-        )
+        self.copy_snippet_button.clicked.connect(lambda: self._copy(self.snippet_text(), "The settings"))
 
         self.clients = read_only_table(
             ("Client", "Requests", "Last seen", "Specialist", "Generalist", "Cloud", "Errors"), "Clients"
@@ -262,12 +260,19 @@ class QtGatewaySection(QWidget):
         self.url_field.setText(self.url or "(switch the gateway on to get its address)")
         self.token_field.setText(self.token)
         url = self.url or f"http://127.0.0.1:{self.port.value()}/v1"
-        self.snippet.setPlainText(f"OPENAI_BASE_URL={url}\nOPENAI_API_KEY={self.token}")
+        shown_token = self.token if self.show_token.isChecked() else "•" * len(self.token)
+        self.snippet.setPlainText(f"OPENAI_BASE_URL={url}\nOPENAI_API_KEY={shown_token}")
         self.copy_url_button.setEnabled(bool(self.url))
+
+    def snippet_text(self) -> str:
+        """The settings a program needs, with the real token (what Copy puts on the clipboard)."""
+        url = self.url or f"http://127.0.0.1:{self.port.value()}/v1"
+        return f"OPENAI_BASE_URL={url}\nOPENAI_API_KEY={self.token}"
 
     def _on_show_token_toggled(self, shown: bool) -> None:
         mode = QLineEdit.EchoMode.Normal if shown else QLineEdit.EchoMode.Password
         self.token_field.setEchoMode(mode)
+        self._show_address()  # the snippet hides the token too until it is shown
 
     def _copy(self, text: str, what: str) -> None:
         QGuiApplication.clipboard().setText(text)

@@ -33,6 +33,9 @@ def test_switching_on_serves_shows_clients_and_switching_off_stops(qtbot, fake_m
         assert section.url_field.text() == url
         assert section.token_field.text() == gateway_token()
         assert f"OPENAI_BASE_URL={url}" in section.snippet.toPlainText()
+        assert gateway_token() not in section.snippet.toPlainText()  # hidden like the token field
+        assert f"OPENAI_API_KEY={gateway_token()}" in section.snippet_text()
+        section.show_token.setChecked(True)
         assert f"OPENAI_API_KEY={gateway_token()}" in section.snippet.toPlainText()
 
         fake_model.script("Hello from the gateway")
