@@ -1,4 +1,4 @@
-"""The pluggy hooks through which backends (and later tools) are registered.
+"""The pluggy hooks through which backends and tools are registered.
 
 Built-in backends register through the very same hooks as third-party plugins, which are found through
 the ``understudy`` entry-point group.

@@ -1,4 +1,4 @@
-"""Benchmarks that compare Understudy's path with the bare library it wraps, side by side in one run.
+"""`understudy bench decode`: Understudy's turn against the bare llama-cpp-python it wraps, side by side.
 
 The machine is shared and noisy, so every figure is a ratio of two measurements taken alternately
 (raw, engine, engine, raw, ...) on the same model, threads and prompts.

@@ -1,8 +1,7 @@
-"""Tools in the GUI: a card per tool call, the approval dialog, and the Tools section.
+"""The Tools section: every tool with its risk, source and rule, the granted folders, and MCP servers.
 
-The approval question comes from a worker thread (the turn is running there) and is answered on the
-GUI thread: the worker waits on an event while the dialog shows the arguments exactly as the model
-wrote them. The decision itself is made by the engine's policy; the dialog only carries the answer.
+Rules and grants are changed through the engine's policy (a locked read-modify-write of tools.json); the
+card and the approval dialog a conversation shows live in ``app.qt.widgets.tool_card``.
 """
 
 from __future__ import annotations

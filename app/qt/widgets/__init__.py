@@ -1,1 +1,2 @@
-"""Widgets that more than one section shows: charts, tool cards, the provider form, notifications."""
+"""What the sections share: charts, formatting, read-only tables, tool cards, the provider form,
+markdown rendering and notifications."""
