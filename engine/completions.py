@@ -31,13 +31,19 @@ from engine.backends import Backend, Completion, GenerationOptions, LoadOptions,
 from engine.catalog import Catalog
 from engine.consent import (
     Consent,
-    ConsentDenied,
-    ConsentTimedOut,
     cloud_consent,
     take_teacher_call,
     task_type,
 )
-from engine.errors import AdapterError, ContextLengthError, ToolError, UnderstudyError, UnknownModelError
+from engine.errors import (
+    AdapterError,
+    ConsentDenied,
+    ConsentTimedOut,
+    ContextLengthError,
+    ToolError,
+    UnderstudyError,
+    UnknownModelError,
+)
 from engine.router import Router, write_decision
 from engine.store import ModelCallRecord, Store, TurnRecord, utc_now
 from engine.tools.calling import (

@@ -62,14 +62,6 @@ class ConsentConfig(ConfigModel):
         return None
 
 
-class ConsentDenied(EscalationError):
-    """The user declined, in the review, to send a request that waited for them ("ask me")."""
-
-
-class ConsentTimedOut(EscalationError):
-    """Nobody reviewed a request that waited for them ("ask me") within the timeout."""
-
-
 def consent_config_path() -> Path:
     return paths.data_dir() / "consent.json"
 

@@ -95,3 +95,11 @@ class ContextLengthError(UnderstudyError):
 
 class UnknownModelError(UnderstudyError):
     """A model name that is neither the generalist, a served specialist nor ``auto``."""
+
+
+class ConsentDenied(EscalationError):
+    """The user declined, in the review, to send a request that waited for them ("ask me")."""
+
+
+class ConsentTimedOut(EscalationError):
+    """Nobody reviewed a request that waited for them ("ask me") within the timeout."""

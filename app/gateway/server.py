@@ -32,8 +32,14 @@ from engine import backends, completions
 from engine.agent import Agent
 from engine.catalog import Catalog, load_catalog
 from engine.completions import ChatRequest, Route
-from engine.consent import ConsentDenied, ConsentTimedOut, load_consent_config
-from engine.errors import ContextLengthError, UnderstudyError, UnknownModelError
+from engine.consent import load_consent_config
+from engine.errors import (
+    ConsentDenied,
+    ConsentTimedOut,
+    ContextLengthError,
+    UnderstudyError,
+    UnknownModelError,
+)
 from engine.router import Router
 from engine.settings import load_settings
 from engine.store import Store
