@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from app.cli.common import make_openmp_wait_passively, print_figures
+from app.cli.common import print_figures
 
 
 @click.group()
@@ -53,7 +53,6 @@ def bench_tools(model_id: str | None, limit: int | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def bench_train(model_id: str | None, examples: int, rounds: int, as_json: bool) -> None:
     """LoRA training tokens/s: the packed trainer against a padded loop, same model and examples."""
-    make_openmp_wait_passively()
     from engine.bench.train import bench_train as run
 
     print_figures(run(model_id=model_id, examples=examples, rounds=rounds), as_json)

@@ -4,7 +4,6 @@ terminal's answer to a tool approval."""
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import click
@@ -41,17 +40,6 @@ def terminal_approver(request) -> str:
     click.echo(request.arguments_json, err=True)
     answer = click.prompt("Allow [o]nce, [a]lways for this tool, or [d]eny?", default="d", err=True)
     return {"o": "once", "a": "always"}.get(answer.strip().lower()[:1], "deny")
-
-
-def make_openmp_wait_passively() -> None:
-    """Let this process's OpenMP threads sleep rather than spin while they wait; call it first thing in a
-    command that trains, before torch or llama.cpp loads OpenMP (which reads the setting once).
-
-    Spinning threads make an oversubscribed machine crawl: measured with other work on both cores, 4
-    training tokens/s spinning against 35 passive; waiting passively costs little on an idle machine.
-    The command's process exists to run it, so nothing else sees the setting; a value already set wins.
-    """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def print_figures(figures: dict[str, Any], as_json: bool) -> None:

@@ -21,7 +21,6 @@ from typing import Any
 
 import click
 
-from app.cli.common import make_openmp_wait_passively
 from engine.tuning import jobs
 from engine.tuning.events import (
     CheckpointSaved,
@@ -151,7 +150,6 @@ def tune_run_due(budget_minutes: float | None, ignore_window: bool, as_json: boo
     """Queue a job for each task with enough new examples (busiest replaceable tasks first, within
     the time budget), then run the oldest queued job if the schedule allows it now (for timers and
     the app)."""
-    make_openmp_wait_passively()
     from engine.store import Store
     from engine.tuning.pipeline import run_due
     from engine.tuning.planner import plan_due_jobs, queue_due_jobs
@@ -244,7 +242,6 @@ def tune_schedule(window: str | None, require_idle: bool | None, require_ac_powe
 
 
 def _run_job_here(store, job_id: int, as_json: bool) -> None:
-    make_openmp_wait_passively()
     from engine.errors import TuningError
     from engine.tuning import jobs
     from engine.tuning.pipeline import run_job

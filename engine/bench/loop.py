@@ -219,7 +219,7 @@ def bench_loop(tasks: int = 3, requests: int = 200, fresh: int = 60, steps: int 
     options = {"tasks": tasks, "requests": requests, "fresh": fresh, "steps": steps}
     with tempfile.TemporaryDirectory(prefix="understudy-loop-bench-") as folder:
         environment = {**os.environ, HOME_VARIABLE: folder}
-        environment.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # training beside llama.cpp: see the CLI
+        environment.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # training beside llama.cpp, as the app's worker
         subprocess.run(
             [sys.executable, "-m", "engine.bench.loop", json.dumps(options)], env=environment, check=True
         )

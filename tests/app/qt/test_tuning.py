@@ -704,3 +704,14 @@ def test_the_morning_banner_tells_last_nights_outcome_once(qtbot, section, store
         section.check_last_night()
     assert again.args[0] is None
     assert [message for _kind, message in notifications].count(shown.args[0]) == 1
+
+
+def test_the_worker_process_is_told_to_let_openmp_wait_passively(monkeypatch):
+    """Only the child gets the setting; the app's own environment is left as it was."""
+    from app.qt.tuning_process import worker_environment
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert worker_environment().value("OMP_WAIT_POLICY") == "PASSIVE"
+    assert "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert worker_environment().value("OMP_WAIT_POLICY") == "ACTIVE"
